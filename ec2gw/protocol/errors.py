@@ -49,9 +49,7 @@ def unauthorized() -> EC2Error:
 
 
 def auth_failure() -> EC2Error:
-    return EC2Error(
-        "AuthFailure", "AWS was not able to validate the provided access credentials"
-    )
+    return EC2Error("AuthFailure", "AWS was not able to validate the provided access credentials")
 
 
 def internal_error() -> EC2Error:

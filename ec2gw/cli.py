@@ -1,0 +1,213 @@
+"""The `ec2gw` command: serve, sim, keys, actions."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ec2gw.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("ec2gw")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    config = getattr(args, "config", None) or os.environ.get("EC2GW_CONFIG")
+    settings = load_settings(config)
+    if getattr(args, "host", None):
+        settings.gateway.host = args.host
+    if getattr(args, "port", None) is not None:
+        settings.gateway.port = args.port
+    if getattr(args, "data_dir", None):
+        settings.embedded.data_dir = args.data_dir
+    return settings
+
+
+def _data_dir(settings: Settings) -> Path:
+    return Path(settings.embedded.data_dir).expanduser().resolve()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ec2gw import embedded
+    from ec2gw.app import create_app
+
+    settings = _settings(args)
+    cloud = None
+    if settings.embedded_mode:
+        data_dir = _data_dir(settings)
+        cloud = embedded.start(settings, data_dir)
+        (data_dir / "endpoint").write_text(settings.opennebula.endpoint + "\n")
+        asyncio.run(embedded.seed(cloud))
+        url = embedded.endpoint_url(settings)
+        print(
+            f"ec2gw: embedded OpenNebula at {settings.opennebula.endpoint} (data in {data_dir})\n"
+            f"ec2gw: EC2 endpoint {url}, credentials in {cloud.credentials_file} "
+            f"(profile {embedded.PROFILE})\n\nTry:\n\n"
+            f"  AWS_SHARED_CREDENTIALS_FILE={cloud.credentials_file} "
+            f"AWS_CONFIG_FILE={cloud.config_file} "
+            f"aws --profile {embedded.PROFILE} --endpoint-url {url} ec2 describe-images\n",
+            flush=True,
+        )
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.gateway.host,
+            port=settings.gateway.port,
+            log_level="info",
+            access_log=False,
+            proxy_headers=False,
+        )
+    finally:
+        if cloud is not None:
+            (_data_dir(settings) / "endpoint").unlink(missing_ok=True)
+            cloud.sim.stop()
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from ec2gw.onesim.__main__ import run_forever
+
+    settings = _settings(args)
+    from ec2gw.embedded import lifecycle_from
+
+    run_forever(
+        _data_dir(settings), args.host or "127.0.0.1", args.port or 2633, lifecycle_from(settings)
+    )
+    return 0
+
+
+async def _with_keystore(settings: Settings, work):
+    """Run `work(keystore)` against the configured or embedded OpenNebula."""
+    from ec2gw import embedded
+    from ec2gw.auth.keys import KeyCipher, KeyStore
+    from ec2gw.one.client import OneClient
+    from ec2gw.one.sessions import ServerCipherSessions
+
+    cloud = None
+    if settings.embedded_mode:
+        cloud = embedded.attach(settings, _data_dir(settings))
+    one = OneClient(settings.opennebula.endpoint, timeout=settings.opennebula.timeout)
+    try:
+        sessions = ServerCipherSessions(
+            settings.opennebula.server_user, settings.opennebula.server_secret
+        )
+        cipher = KeyCipher(settings.auth.key_encryption_key or settings.opennebula.server_secret)
+        return await work(KeyStore(one, sessions, cipher, cache_seconds=0))
+    finally:
+        await one.close()
+        if cloud is not None:
+            cloud.stop()
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from ec2gw.auth.keys import UnknownUser
+
+    settings = _settings(args)
+    try:
+        if args.keys_command == "create":
+            key = asyncio.run(_with_keystore(settings, lambda ks: ks.create(args.user)))
+            if args.json:
+                print(
+                    json.dumps(
+                        {
+                            "AccessKey": {
+                                "UserName": key.username,
+                                "AccessKeyId": key.access_key_id,
+                                "SecretAccessKey": key.secret,
+                                "Status": key.status,
+                            }
+                        },
+                        indent=2,
+                    )
+                )
+            else:
+                print(
+                    f"user:              {key.username}\n"
+                    f"access key id:     {key.access_key_id}\n"
+                    f"secret access key: {key.secret}\n"
+                    "(the secret is shown only now)"
+                )
+        elif args.keys_command == "list":
+            keys = asyncio.run(_with_keystore(settings, lambda ks: ks.list(args.user)))
+            for key in keys:
+                print(f"{key.access_key_id}  {key.username}  {key.status}  created {key.created}")
+        else:
+            deleted = asyncio.run(_with_keystore(settings, lambda ks: ks.delete(args.key)))
+            if not deleted:
+                print(f"ec2gw: no such access key: {args.key}", file=sys.stderr)
+                return 1
+            print(f"deleted {args.key}")
+    except UnknownUser as err:
+        print(f"ec2gw: no such OpenNebula user: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_actions(args: argparse.Namespace) -> int:
+    from ec2gw.actions.registry import all_actions
+
+    print("| EC2 action | OpenNebula |\n| --- | --- |")
+    for spec in all_actions():
+        print(f"| `{spec.name}` | {spec.opennebula} |")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ec2gw", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="TOML configuration file (see config/ec2gw.toml)")
+        p.add_argument("--data-dir", help="data directory of the embedded OpenNebula")
+
+    serve = sub.add_parser(
+        "serve", help="run the gateway (on the embedded OpenNebula if no endpoint is configured)"
+    )
+    common(serve)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    sim = sub.add_parser("sim", help="run the embedded OpenNebula alone (XML-RPC)")
+    common(sim)
+    sim.add_argument("--host")
+    sim.add_argument("--port", type=int)
+    sim.set_defaults(func=cmd_sim)
+
+    keys = sub.add_parser("keys", help="manage EC2 access keys of OpenNebula users")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="mint an access key for USER")
+    create.add_argument("user")
+    create.add_argument("--json", action="store_true")
+    common(create)
+    listing = keys_sub.add_parser("list", help="list access keys (of USER)")
+    listing.add_argument("user", nargs="?")
+    common(listing)
+    delete = keys_sub.add_parser("delete", help="revoke an access key")
+    delete.add_argument("key")
+    common(delete)
+    keys.set_defaults(func=cmd_keys)
+
+    actions = sub.add_parser("actions", help="print the supported actions as a Markdown table")
+    actions.set_defaults(func=cmd_actions)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"ec2gw: configuration error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

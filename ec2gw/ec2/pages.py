@@ -1,0 +1,67 @@
+"""`MaxResults` / `NextToken` paging, the same way for every action that pages.
+
+The token is opaque to clients: it carries the offset of the next page and a digest of
+the request's other parameters, so a token cannot be replayed against a different query.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from ec2gw.protocol.errors import EC2Error
+
+T = TypeVar("T")
+
+_IGNORED = {"MaxResults", "NextToken", "DryRun"}
+
+
+def _digest(request: Mapping[str, Any]) -> str:
+    stable = {k: v for k, v in request.items() if k not in _IGNORED}
+    text = json.dumps(stable, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _bad_token() -> EC2Error:
+    return EC2Error("InvalidPaginationToken", "The specified pagination token is not valid")
+
+
+def page(
+    items: Sequence[T],
+    request: Mapping[str, Any],
+    *,
+    minimum: int = 5,
+    maximum: int = 1000,
+) -> tuple[Sequence[T], str | None]:
+    """Cut one page out of `items` (already in a stable order) for this request."""
+    max_results = request.get("MaxResults")
+    token = request.get("NextToken")
+    offset = 0
+    if token:
+        try:
+            decoded = json.loads(base64.urlsafe_b64decode(token.encode() + b"=="))
+            offset = int(decoded["o"])
+            valid = decoded["q"] == _digest(request) and offset >= 0
+        except (binascii.Error, ValueError, KeyError, TypeError):
+            valid = False
+        if not valid:
+            raise _bad_token()
+    if max_results is None:
+        if not token:
+            return items, None
+        max_results = maximum
+    if not minimum <= max_results <= maximum:
+        raise EC2Error(
+            "InvalidParameterValue",
+            f"Value ( {max_results} ) for parameter maxResults is invalid. "
+            f"Expecting a value between {minimum} and {maximum}.",
+        )
+    end = offset + max_results
+    if end >= len(items):
+        return items[offset:], None
+    raw = json.dumps({"o": end, "q": _digest(request)}).encode()
+    return items[offset:end], base64.urlsafe_b64encode(raw).decode().rstrip("=")

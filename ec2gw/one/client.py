@@ -1,0 +1,91 @@
+"""Async XML-RPC client for OpenNebula (oned or the embedded one).
+
+One pooled httpx connection pool per gateway process; stdlib `xmlrpc.client` for the
+encoding. Every call is made with a session string (`user:secret` or a server_cipher
+session) so that OpenNebula decides what the caller may see and do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import xmlrpc.client
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from ec2gw.one.errors import INTERNAL, OneError
+from ec2gw.protocol.errors import EC2Error, unavailable
+
+log = logging.getLogger("ec2gw.one")
+
+
+@dataclass
+class CallStats:
+    """Observer hook for metrics: called with (method, seconds, ok)."""
+
+    observe: Callable[[str, float, bool], None] | None = None
+
+
+class OneClient:
+    """Talks XML-RPC to one OpenNebula endpoint over a keep-alive connection pool."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        timeout: float = 30.0,
+        max_connections: int = 10,
+        stats: CallStats | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            headers={"Content-Type": "text/xml"},
+        )
+        self._stats = stats or CallStats()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def call(self, session: str, method: str, *args: object) -> object:
+        """Call `method(session, *args)`; return the value at index 1 or raise.
+
+        Raises `OneError` for an OpenNebula failure array and `EC2Error("Unavailable")`
+        when OpenNebula cannot be reached, times out, or answers garbage. The session
+        string is never logged.
+        """
+        body = xmlrpc.client.dumps((session, *args), method, allow_none=False).encode()
+        started = time.perf_counter()
+        ok = False
+        try:
+            reply = await self._http.post(self.endpoint, content=body)
+            if reply.status_code != 200:
+                log.warning("OpenNebula %s answered HTTP %s", method, reply.status_code)
+                raise unavailable()
+            try:
+                (result,), _ = xmlrpc.client.loads(reply.content, use_builtin_types=True)
+            except xmlrpc.client.Fault as fault:
+                log.error("OpenNebula fault on %s: %s", method, fault.faultString)
+                raise EC2Error("InternalError", "An internal error has occurred") from None
+            except Exception:
+                log.error("OpenNebula %s answered an unreadable reply", method)
+                raise unavailable() from None
+            if not isinstance(result, list) or not result:
+                raise unavailable()
+            if result[0] is not True:
+                code = int(result[2]) if len(result) > 2 else INTERNAL
+                obj = int(result[3]) if len(result) > 3 else -1
+                raise OneError(method, code, str(result[1]), obj)
+            ok = True
+            return result[1]
+        except httpx.HTTPError as exc:
+            log.warning("OpenNebula unreachable on %s: %s", method, type(exc).__name__)
+            raise unavailable() from None
+        finally:
+            if self._stats.observe:
+                self._stats.observe(method, time.perf_counter() - started, ok)
