@@ -102,7 +102,8 @@ def _struct_table(shape: StructureShape) -> tuple[dict[str, _Member], tuple[_Mem
         for name, member_shape in shape.members.items():
             member = _Member(name, _wire_name(name, member_shape), member_shape)
             by_wire.setdefault(member.wire, member)
-        required = tuple(m for m in by_wire.values() if m.name in set(shape.required_members))
+        required_names = set(shape.required_members)
+        required = tuple(m for m in by_wire.values() if m.name in required_names)
         table = (by_wire, required)
         _STRUCT_CACHE[shape.name] = table
     return table

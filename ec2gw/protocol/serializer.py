@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -57,15 +58,18 @@ class _Node:
 
 # (boto3 member name, node) of each member of a structure, in model order.
 _MemberTable = list[tuple[str, _Node]]
-_TABLES: dict[str, _MemberTable] = {}
+_TABLES: dict[str, _MemberTable] = {}  # by shape name; only touched under _BUILDING
+_OUTPUTS: dict[str, _MemberTable] = {}  # by operation name; complete tables only
+_BUILDING = threading.Lock()
 
 # Characters XML 1.0 cannot carry (control characters, lone surrogates, U+FFFE/U+FFFF).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _NEEDS_ESCAPE = re.compile("[&<>\r]|" + _NOT_XML.pattern)
 
 
-def serialize_response(op: OperationModel, result: dict, request_id: str) -> bytes:
+def serialize_response(op: OperationModel, result: dict | None, request_id: str) -> bytes:
     """The success document of `op` for `result` (keyed by boto3 member names)."""
+    result = result or {}
     name = op.name + "Response"
     out = [XML_DECLARATION, f'<{name} xmlns="{NAMESPACE}"><requestId>', _escape(request_id)]
     out.append("</requestId>")
@@ -75,7 +79,7 @@ def serialize_response(op: OperationModel, result: dict, request_id: str) -> byt
     else:
         if "Return" in shape.members and result.get("Return") is None:
             result = {**result, "Return": True}  # success is the answer to "did it work?"
-        _write_members(out.append, _member_table(shape), result, top_level=True)
+        _write_members(out.append, _output_table(op.name, shape), result, top_level=True)
     out.append(f"</{name}>")
     return "".join(out).encode("utf-8")
 
@@ -110,7 +114,7 @@ def _write_members(
                 append(node.empty)
         elif node.kind == _STRING:  # inlined: by far the most frequent
             append(node.open)
-            append(_escape(member if type(member) is str else str(member)))
+            append(_escape(member if type(member) is str else _to_string(member)))
             append(node.close)
         else:
             _write(append, node, member)
@@ -119,7 +123,7 @@ def _write_members(
 def _write(append: Callable[[str], None], node: _Node, value: Any) -> None:
     kind = node.kind
     if kind == _STRING:
-        append(node.open + _escape(value if type(value) is str else str(value)) + node.close)
+        append(node.open + _escape(value if type(value) is str else _to_string(value)) + node.close)
     elif kind == _SCALAR:
         append(node.open + node.sub(value) + node.close)
     elif kind == _STRUCTURE:
@@ -135,6 +139,15 @@ def _write(append: Callable[[str], None], node: _Node, value: Any) -> None:
             if element is not None:
                 _write(append, item, element)
         append(node.close)
+
+
+def _output_table(op_name: str, shape: StructureShape) -> _MemberTable:
+    """The member table of an operation's output, built completely before it is shared."""
+    table = _OUTPUTS.get(op_name)
+    if table is None:
+        with _BUILDING:
+            table = _OUTPUTS[op_name] = _member_table(shape)
+    return table
 
 
 def _member_table(shape: StructureShape) -> _MemberTable:
@@ -160,6 +173,16 @@ def _node(tag: str, shape: Shape) -> _Node:
     if formatter is None:
         raise TypeError(f"no XML form for shape {shape.name} of type {kind}")
     return _Node(tag, _SCALAR, formatter)
+
+
+def _to_string(value: Any) -> str:
+    """A non-str value in a string slot. Dates matter: the model types some as strings
+    (`Image.CreationDate`, `DeprecationTime`, ...) and EC2 sends them in RFC 3339 form."""
+    if isinstance(value, datetime):
+        return _format_timestamp(value)
+    if isinstance(value, bool):
+        return _format_bool(value)
+    return str(value)
 
 
 def _format_bool(value: Any) -> str:

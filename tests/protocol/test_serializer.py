@@ -338,6 +338,15 @@ def test_scalars() -> None:
     assert b"<sourceDestCheck>true</sourceDestCheck>" in body
 
 
+def test_dates_and_booleans_in_string_slots() -> None:
+    # Image.CreationDate is a string in the model; handlers may pass a datetime.
+    image = {"ImageId": "ami-1", "CreationDate": LAUNCH, "Name": True, "Description": 5}
+    body = serialize_response(operation("DescribeImages"), {"Images": [image]}, "r")
+    parsed = botocore_parse("DescribeImages", body)["Images"][0]
+    assert parsed["CreationDate"] == "2024-01-02T03:04:05.000Z"
+    assert (parsed["Name"], parsed["Description"]) == ("true", "5")
+
+
 def test_bad_integer_is_an_internal_error_not_a_document() -> None:
     result = {"Reservations": [reservation([{"AmiLaunchIndex": "zero"}])]}
     with pytest.raises(ValueError):
