@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from ec2gw.protocol.errors import EC2Error
 from ec2gw.protocol.model import operation
-from ec2gw.protocol.parser import MAX_LIST_INDEX, MAX_PARAMS, PROTOCOL_PARAMS, parse_params
+from ec2gw.protocol.parser import (
+    MAX_LIST_INDEX,
+    MAX_NAME_LENGTH,
+    MAX_PARAMS,
+    PROTOCOL_PARAMS,
+    parse_params,
+)
 
 
 def parse(action: str, *pairs: tuple[str, str]) -> dict:
@@ -275,7 +281,14 @@ def test_blob_is_decoded() -> None:
     assert result["PublicKeyMaterial"] == b"ssh-rsa AAAA"
 
 
-@pytest.mark.parametrize("text", ["not base64!", "c3No=LXJ", "abc", "é"])
+def test_blob_may_be_line_wrapped() -> None:
+    result = parse(
+        "ImportKeyPair", ("KeyName", "k"), ("PublicKeyMaterial", "c3NoLXJz\r\nYSBBQUFB\n")
+    )
+    assert result["PublicKeyMaterial"] == b"ssh-rsa AAAA"
+
+
+@pytest.mark.parametrize("text", ["not base64!", "c3No=LXJ", "abc", "é", "c3No LXJz"])
 def test_bad_blob(text: str) -> None:
     error = error_of("ImportKeyPair", ("KeyName", "k"), ("PublicKeyMaterial", text))
     assert error.code == "InvalidParameterValue" and "PublicKeyMaterial" in error.message
@@ -337,6 +350,12 @@ def test_unknown_parameter(name: str) -> None:
     error = error_of("DescribeInstances", (name, "v"))
     assert (error.code, error.status) == ("UnknownParameter", 400)
     assert error.message == f"The parameter {name} is not recognized"
+
+
+def test_name_depth_and_length_limits() -> None:
+    deep = "TagSpecification.1" + ".Tag.1" * 20 + ".Key"
+    assert error_of("RunInstances", (deep, "v")).code == "UnknownParameter"
+    assert error_of("RunInstances", ("A" * (MAX_NAME_LENGTH + 1), "v")).code == "UnknownParameter"
 
 
 def test_unknown_parameter_message_is_bounded() -> None:
