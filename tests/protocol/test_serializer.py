@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -396,23 +395,14 @@ def test_error_exact_bytes() -> None:
     )
 
 
-# --- speed ----------------------------------------------------------------------------------
+# --- size (speed is measured in benchmarks/, never asserted here) ----------------------------
 
 
-def test_describe_instances_of_1000_instances_is_fast() -> None:
+def test_describe_instances_of_1000_instances_round_trips() -> None:
     op = operation("DescribeInstances")
     result = {"Reservations": [reservation([instance(n)]) for n in range(1000)]}
-    serialize_response(op, result, "warm-up")
-    best = min(_timed(lambda: serialize_response(op, result, "r")) for _ in range(5))
-    assert best < 0.1, f"{best * 1000:.1f} ms"
     body = serialize_response(op, result, "r")
     assert len(botocore_parse("DescribeInstances", body)["Reservations"]) == 1000
-
-
-def _timed(work: Any) -> float:
-    start = time.perf_counter()
-    work()
-    return time.perf_counter() - start
 
 
 # --- escaping is lxml's ----------------------------------------------------------------------
