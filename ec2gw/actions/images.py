@@ -11,8 +11,9 @@ from typing import Any
 from ec2gw.actions.context import RequestContext, finish_dry_run
 from ec2gw.actions.registry import action
 from ec2gw.ec2 import filters, ids, pages
+from ec2gw.ec2 import tags as tag_rules
 from ec2gw.one import documents
-from ec2gw.one.errors import AUTHORIZATION, NO_EXISTS, OneError
+from ec2gw.one.errors import ACTION, AUTHORIZATION, NO_EXISTS, OneError, to_ec2_error
 from ec2gw.protocol.errors import EC2Error
 
 OS_IMAGE = 0  # OpenNebula image TYPE
@@ -229,3 +230,259 @@ async def describe_images(ctx: RequestContext, params: dict[str, Any]) -> dict[s
     images.sort(key=lambda i: i["ImageId"])
     chosen, next_token = pages.page(images, params, minimum=1, maximum=1000)
     return {"Images": list(chosen), "NextToken": next_token}
+
+
+# --- registering, deregistering, creating and sharing images -----------------------------
+
+_AMI_NAME = re.compile(r"[A-Za-z0-9()\[\] ./\-'@_]{3,128}")
+
+
+def _check_ami_name(name: str | None) -> str:
+    if not name:
+        raise EC2Error("MissingParameter", "The request must contain the parameter Name")
+    if not _AMI_NAME.fullmatch(name):
+        raise EC2Error(
+            "InvalidAMIName.Malformed",
+            "AMI names must be between 3 and 128 characters long, and may contain letters, "
+            "numbers, '(', ')', '.', '-', '/', '_', '[', ']', ' ', \"'\" and '@'",
+        )
+    return name
+
+
+async def _image_datastore(ctx: RequestContext) -> int:
+    """The first image datastore (TYPE 0) the caller can use."""
+    pool = await ctx.one_doc("one.datastorepool.info")
+    found = sorted(
+        documents.integer(ds, "ID")
+        for ds in pool.iterfind("DATASTORE")
+        if documents.integer(ds, "TYPE") == 0
+    )
+    if not found:
+        raise EC2Error("InvalidParameterValue", "No image datastore is available to you")
+    return found[0]
+
+
+def _allocation_error(err: OneError, name: str) -> EC2Error:
+    if "already taken" in err.message or "already exists" in err.message:
+        return EC2Error("InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI")
+    return to_ec2_error(err)
+
+
+@action(
+    "RegisterImage",
+    opennebula="one.image.allocate(TYPE=OS, PATH=ImageLocation) in the first image datastore",
+)
+async def register_image(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    name = _check_ami_name(params.get("Name"))
+    location = params.get("ImageLocation")
+    if not location:
+        raise EC2Error("MissingParameter", "The request must contain the parameter ImageLocation")
+    image_tags = tag_rules.from_specifications(params.get("TagSpecifications"), "image")
+    arch = params.get("Architecture") or "x86_64"
+    if arch not in ("x86_64", "arm64", "i386"):
+        raise EC2Error("InvalidParameterValue", f"Invalid value '{arch}' for architecture")
+    datastore = await _image_datastore(ctx)
+    finish_dry_run(params)
+    attributes: list[tuple[str, Any]] = [
+        ("NAME", name),
+        ("PATH", location),
+        ("TYPE", "OS"),
+        ("ARCH", {"x86_64": "x86_64", "arm64": "aarch64", "i386": "i686"}[arch]),
+        ("EC2_AMI", "YES"),
+    ]
+    if params.get("Description"):
+        attributes.append(("DESCRIPTION", params["Description"]))
+    root = params.get("RootDeviceName") or ""
+    if root.startswith("/dev/") and len(root) > 7:
+        attributes.append(("DEV_PREFIX", root[5:7]))
+    attributes += [(documents.TAG_ATTRIBUTE, {"KEY": k, "VALUE": v}) for k, v in image_tags.items()]
+    try:
+        image_id = await ctx.one(
+            "one.image.allocate", documents.template_text(attributes), datastore
+        )
+    except OneError as err:
+        raise _allocation_error(err, name) from None
+    return {"ImageId": ids.IMAGE.encode(image_id)}
+
+
+async def _own_image(ctx: RequestContext, image_id: str) -> documents.Element:
+    (image,) = await _images_by_id(ctx, [image_id])
+    if documents.integer(image, "UID") != ctx.uid:
+        raise EC2Error("UnauthorizedOperation", f"You do not own the image {image_id}")
+    return image
+
+
+@action("DeregisterImage", opennebula="one.image.delete")
+async def deregister_image(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    image = await _own_image(ctx, params["ImageId"])
+    finish_dry_run(params)
+    if documents.integer(image, "RUNNING_VMS") > 0:
+        raise EC2Error(
+            "InvalidParameterValue",
+            f"The image {params['ImageId']} is in use by running instances; OpenNebula keeps "
+            "images that instances still use",
+        )
+    await ctx.one("one.image.delete", documents.integer(image, "ID"), False)
+    return {"Return": True}
+
+
+@action(
+    "CreateImage",
+    opennebula="one.vm.disksaveas of the instance's root disk, then one.image.update",
+)
+async def create_image(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    from ec2gw.actions.instance_view import state_of
+    from ec2gw.actions.instances import vms_by_ids
+
+    name = _check_ami_name(params.get("Name"))
+    image_tags = tag_rules.from_specifications(params.get("TagSpecifications"), "image")
+    (vm,) = await vms_by_ids(ctx, [params["InstanceId"]])
+    if state_of(vm).name not in ("running", "stopped"):
+        raise EC2Error(
+            "IncorrectInstanceState",
+            f"The instance '{params['InstanceId']}' is not in a state from which an image can "
+            "be created.",
+        )
+    disks = vm.findall("TEMPLATE/DISK")
+    if not disks:
+        raise EC2Error("InvalidParameterValue", "The instance has no disk to save")
+    finish_dry_run(params)
+    try:
+        image_id = await ctx.one(
+            "one.vm.disksaveas",
+            documents.integer(vm, "ID"),
+            documents.integer(disks[0], "DISK_ID"),
+            name,
+            "",
+            -1,
+        )
+    except OneError as err:
+        if err.code == ACTION:
+            raise EC2Error(
+                "IncorrectInstanceState",
+                f"The instance '{params['InstanceId']}' cannot be imaged in its current state.",
+            ) from None
+        raise _allocation_error(err, name) from None
+    extra: list[tuple[str, Any]] = [("EC2_AMI", "YES")]
+    if params.get("Description"):
+        extra.append(("DESCRIPTION", params["Description"]))
+    extra += [(documents.TAG_ATTRIBUTE, {"KEY": k, "VALUE": v}) for k, v in image_tags.items()]
+    await ctx.one("one.image.update", image_id, documents.template_text(extra), 1)
+    return {"ImageId": ids.IMAGE.encode(image_id)}
+
+
+IMAGE_ATTRIBUTES = (
+    "description",
+    "launchPermission",
+    "blockDeviceMapping",
+    "productCodes",
+    "kernel",
+    "ramdisk",
+    "sriovNetSupport",
+    "bootMode",
+    "imdsSupport",
+    "deregistrationProtection",
+    "lastLaunchedTime",
+    "tpmSupport",
+    "uefiData",
+)
+
+
+@action(
+    "DescribeImageAttribute",
+    opennebula="one.image.info: DESCRIPTION; launchPermission from the OTHER_U permission",
+)
+async def describe_image_attribute(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    attribute = params["Attribute"]
+    if attribute not in IMAGE_ATTRIBUTES:
+        raise EC2Error("InvalidParameterValue", f"Invalid value '{attribute}' for Attribute")
+    (image,) = await _images_by_id(ctx, [params["ImageId"]])
+    finish_dry_run(params)
+    ec2_image = image_to_ec2(image)
+    result: dict[str, Any] = {"ImageId": ec2_image["ImageId"]}
+    if attribute == "description":
+        result["Description"] = (
+            {"Value": ec2_image["Description"]} if ec2_image["Description"] else {}
+        )
+    elif attribute == "launchPermission":
+        if documents.integer(image, "UID") != ctx.uid:
+            raise EC2Error("UnauthorizedOperation", f"You do not own the image {params['ImageId']}")
+        result["LaunchPermissions"] = [{"Group": "all"}] if ec2_image["Public"] else []
+    elif attribute == "blockDeviceMapping":
+        result["BlockDeviceMappings"] = ec2_image["BlockDeviceMappings"]
+    elif attribute == "productCodes":
+        result["ProductCodes"] = []
+    elif attribute == "bootMode":
+        result["BootMode"] = {"Value": "legacy-bios"}
+    else:
+        result[_ATTRIBUTE_MEMBERS.get(attribute, attribute)] = {}
+    return result
+
+
+_ATTRIBUTE_MEMBERS = {
+    "kernel": "KernelId",
+    "ramdisk": "RamdiskId",
+    "sriovNetSupport": "SriovNetSupport",
+    "imdsSupport": "ImdsSupport",
+    "deregistrationProtection": "DeregistrationProtection",
+    "lastLaunchedTime": "LastLaunchedTime",
+    "tpmSupport": "TpmSupport",
+    "uefiData": "UefiData",
+}
+
+
+def _permission_change(params: dict[str, Any]) -> tuple[bool | None, str | None]:
+    """(make public?, new description) from ModifyImageAttribute's many spellings."""
+    public: bool | None = None
+    launch = params.get("LaunchPermission") or {}
+    adds, removes = launch.get("Add") or [], launch.get("Remove") or []
+    operation = params.get("OperationType")
+    groups = params.get("UserGroups") or []
+    if groups and operation in ("add", "remove"):
+        (adds if operation == "add" else removes).extend({"Group": g} for g in groups)
+    if params.get("UserIds") or any("UserId" in p for p in adds + removes):
+        raise EC2Error(
+            "InvalidParameterValue",
+            "OpenNebula shares images with groups, not single accounts: only Group=all is "
+            "supported",
+        )
+    for entry in adds:
+        if entry.get("Group") == "all":
+            public = True
+    for entry in removes:
+        if entry.get("Group") == "all":
+            public = False
+    description = (params.get("Description") or {}).get("Value")
+    if params.get("Attribute") == "description" and params.get("Value") is not None:
+        description = params["Value"]
+    return public, description
+
+
+@action(
+    "ModifyImageAttribute",
+    opennebula="launchPermission Group=all ↔ one.image.chmod OTHER_U; description ↔ "
+    "one.image.update",
+)
+async def modify_image_attribute(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    public, description = _permission_change(params)
+    if public is None and description is None:
+        raise EC2Error(
+            "MissingParameter",
+            "The request must contain the parameter LaunchPermission or Description",
+        )
+    image = await _own_image(ctx, params["ImageId"])
+    finish_dry_run(params)
+    one_id = documents.integer(image, "ID")
+    if public is not None:
+        bits = [
+            documents.integer(image, f"PERMISSIONS/{who}_{right}")
+            for who in ("OWNER", "GROUP", "OTHER")
+            for right in ("U", "M", "A")
+        ]
+        bits[6] = 1 if public else 0
+        await ctx.one("one.image.chmod", one_id, *bits)
+    if description is not None:
+        await ctx.one(
+            "one.image.update", one_id, documents.template_text([("DESCRIPTION", description)]), 1
+        )
+    return {}

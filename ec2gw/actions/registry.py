@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 Handler = Callable[["RequestContext", dict[str, Any]], Awaitable[dict[str, Any]]]
 
 # Modules that register actions; imported once by `load_all`.
-ACTION_MODULES = ("regions", "account", "images")
+ACTION_MODULES = ("regions", "account", "images", "instance_types", "instances", "keypairs", "tags")
 
 
 @dataclass(frozen=True)

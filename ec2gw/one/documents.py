@@ -7,6 +7,7 @@ No module above `ec2gw.one` builds template strings by hand: values go through
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from copy import deepcopy
 
 from lxml import etree
 
@@ -108,3 +109,18 @@ def add_vector(parent: Element, name: str, values: dict[str, str]) -> Element:
     for key in sorted(values):
         etree.SubElement(vector, key).text = values[key]
     return vector
+
+
+def with_tags(template: Element | None, new_tags: dict[str, str]) -> str:
+    """The whole template as `<TEMPLATE>` XML with its EC2_TAG vectors replaced.
+
+    Meant for `*.update` with append=0: a merge cannot remove vectors, so tags are changed
+    by writing back the template read just before.
+    """
+    copy = etree.Element("TEMPLATE")
+    for child in template if template is not None else []:
+        if child.tag != TAG_ATTRIBUTE:
+            copy.append(deepcopy(child))
+    for key, value in new_tags.items():
+        add_vector(copy, TAG_ATTRIBUTE, {"KEY": key, "VALUE": value})
+    return etree.tostring(copy, encoding="unicode")

@@ -1,0 +1,761 @@
+"""Instances are OpenNebula VMs, launched from an instance-type template and an AMI.
+
+RunInstances composes the VM from the instance type's template (`one.template.instantiate`,
+so the template's permissions decide who may use the type) plus the AMI as DISK, a NIC on
+the subnet's network, CONTEXT with the SSH key and user data, and the EC2 facts in the
+VM's USER_TEMPLATE. A launch that fails half way removes what it made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import time
+import weakref
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ec2gw.actions import instance_view as view
+from ec2gw.actions.context import RequestContext, finish_dry_run
+from ec2gw.actions.images import IMAGE_STATES, is_ami
+from ec2gw.actions.instance_types import instance_type_templates
+from ec2gw.actions.keypairs import public_key_of
+from ec2gw.actions.regions import availability_zones
+from ec2gw.actions.registry import action
+from ec2gw.ec2 import filters, ids, pages, tags
+from ec2gw.one import documents, states
+from ec2gw.one.errors import ACTION, AUTHORIZATION, NO_EXISTS, OneError, to_ec2_error
+from ec2gw.protocol.errors import EC2Error, invalid_value, missing_parameter
+
+log = logging.getLogger("ec2gw.instances")
+
+MAX_INSTANCES_PER_REQUEST = 100
+MAX_USER_DATA = 16 * 1024
+RECENT_TERMINATED_LISTED = 200  # newest DONE VMs read to show recently terminated ones
+
+
+# --- reading VMs -------------------------------------------------------------------------
+
+
+async def zones_of(ctx: RequestContext) -> view.Zones:
+    zones = await availability_zones(ctx)
+    region = zones[0]["RegionName"] if zones else ""
+    return view.Zones(
+        region=region,
+        by_cluster={z["ClusterId"]: z["ZoneName"] for z in zones},
+        default=zones[0]["ZoneName"] if zones else "",
+    )
+
+
+def _visible(ctx: RequestContext, vm: documents.Element, now: float) -> bool:
+    """The caller's own VMs only, hiding rolled-back ones and long-terminated ones."""
+    if documents.integer(vm, "UID") != ctx.uid or view.is_hidden(vm):
+        return False
+    if documents.integer(vm, "STATE") == states.DONE:
+        ended = documents.integer(vm, "ETIME")
+        return now - ended <= ctx.settings.gateway.terminated_visible_seconds
+    return True
+
+
+async def vms_by_ids(ctx: RequestContext, instance_ids: Sequence[str]) -> list[documents.Element]:
+    """The caller's VMs for these ids, in the order asked; NotFound names the unknown ones."""
+    one_ids = list(dict.fromkeys(ids.INSTANCE.decode(i) for i in instance_ids))
+    pool = await ctx.one_doc("one.vmpool.infoset", ",".join(map(str, one_ids)), True)
+    now = time.time()
+    found = {
+        documents.integer(vm, "ID"): vm for vm in pool.iterfind("VM") if _visible(ctx, vm, now)
+    }
+    missing = [ids.INSTANCE.encode(i) for i in one_ids if i not in found]
+    if missing:
+        raise ids.INSTANCE.missing(missing)
+    return [found[i] for i in one_ids]
+
+
+async def my_vms(ctx: RequestContext) -> list[documents.Element]:
+    """All the caller's live VMs and its recently terminated ones, oldest first."""
+    alive, done = await asyncio.gather(
+        ctx.one_doc("one.vmpool.infoextended", -3, -1, -1, -1),
+        ctx.one_doc("one.vmpool.infoextended", -3, 0, -RECENT_TERMINATED_LISTED, states.DONE),
+    )
+    now = time.time()
+    vms = {
+        documents.integer(vm, "ID"): vm
+        for pool in (alive, done)
+        for vm in pool.iterfind("VM")
+        if _visible(ctx, vm, now)
+    }
+    return [vms[i] for i in sorted(vms)]
+
+
+def _reservations(instances: list[dict[str, Any]], owner: str) -> list[dict[str, Any]]:
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for instance in instances:
+        grouped[instance["ReservationId"]].append(instance)
+    return [
+        {"ReservationId": rid, "OwnerId": owner, "Groups": [], "Instances": members}
+        for rid, members in grouped.items()
+    ]
+
+
+@action(
+    "DescribeInstances",
+    opennebula="one.vmpool.infoset(ids) or one.vmpool.infoextended(-3) (own VMs, recently "
+    "DONE ones for an hour)",
+)
+async def describe_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    wanted = params.get("InstanceIds")
+    if wanted and params.get("MaxResults") is not None:
+        raise EC2Error(
+            "InvalidParameterCombination",
+            "The parameter instancesSet cannot be used with the parameter maxResults",
+        )
+    vms, zones = await asyncio.gather(
+        vms_by_ids(ctx, wanted) if wanted else my_vms(ctx), zones_of(ctx)
+    )
+    finish_dry_run(params)
+    instances = [view.to_instance(vm, zones) for vm in vms]
+    instances = filters.apply(instances, params.get("Filters"), view.INSTANCE_FILTERS, view.tags_of)
+    chosen, token = pages.page(instances, params, minimum=5, maximum=1000)
+    return {"Reservations": _reservations(list(chosen), ctx.account_id), "NextToken": token}
+
+
+# --- launching ---------------------------------------------------------------------------
+
+
+def _decode_user_data(value: str | None) -> str | None:
+    """Validate base64 user data (EC2 limits the decoded size to 16 KB)."""
+    if not value:
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise EC2Error("InvalidParameterValue", "Invalid BASE64 encoding of user data") from None
+    if len(raw) > MAX_USER_DATA:
+        raise EC2Error("InvalidParameterValue", f"User data is limited to {MAX_USER_DATA} bytes")
+    return base64.b64encode(raw).decode()
+
+
+def _digest(params: dict[str, Any]) -> str:
+    relevant = {k: v for k, v in params.items() if k not in ("ClientToken", "DryRun")}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# One launch per (user, token) at a time in this process, so that a client's retry racing
+# its own first attempt finds the first attempt's VMs instead of launching twice.
+# Weak values: a lock lives exactly as long as some request holds or awaits it.
+_token_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = (
+    weakref.WeakValueDictionary()
+)
+
+
+async def _by_client_token(ctx: RequestContext, token: str) -> list[documents.Element]:
+    pool = await ctx.one_doc("one.vmpool.infoextended", -3, -1, -1, -1)
+    return [
+        vm
+        for vm in pool.iterfind("VM")
+        if view.user_attr(vm, view.CLIENT_TOKEN) == token and _visible(ctx, vm, time.time())
+    ]
+
+
+async def _resolve_image(ctx: RequestContext, image_id: str) -> documents.Element:
+    one_id = ids.IMAGE.decode(image_id)
+    try:
+        image = await ctx.one_doc("one.image.info", one_id)
+    except OneError as err:
+        if err.code in (NO_EXISTS, AUTHORIZATION):
+            raise ids.IMAGE.missing(image_id) from None
+        raise
+    if not is_ami(image):
+        raise ids.IMAGE.missing(image_id)
+    if IMAGE_STATES.get(documents.integer(image, "STATE")) != "available":
+        raise EC2Error("InvalidAMIID.Unavailable", f"The image '{image_id}' is not available")
+    return image
+
+
+async def _resolve_subnet(ctx: RequestContext, subnet_id: str | None) -> int | None:
+    """The OpenNebula network of the subnet, or the first network the caller can use."""
+    if subnet_id:
+        one_id = ids.SUBNET.decode(subnet_id)
+        try:
+            await ctx.one("one.vn.info", one_id)
+        except OneError as err:
+            if err.code in (NO_EXISTS, AUTHORIZATION):
+                raise ids.SUBNET.missing(subnet_id) from None
+            raise
+        return one_id
+    pool = await ctx.one_doc("one.vnpool.info", -2, -1, -1)
+    networks = sorted(documents.integer(vn, "ID") for vn in pool.iterfind("VNET"))
+    return networks[0] if networks else None
+
+
+async def _resolve_security_groups(ctx: RequestContext, group_ids: list[str]) -> list[int]:
+    one_ids = [ids.SECURITY_GROUP.decode(g) for g in group_ids]
+    for group_id, one_id in zip(group_ids, one_ids, strict=True):
+        try:
+            await ctx.one("one.secgroup.info", one_id)
+        except OneError as err:
+            if err.code in (NO_EXISTS, AUTHORIZATION):
+                raise ids.SECURITY_GROUP.missing(group_id) from None
+            raise
+    return one_ids
+
+
+async def _fitting(
+    ctx: RequestContext, template: documents.Element, cluster: int | None, wanted: int
+) -> int | None:
+    """How many VMs of this size the visible hosts can still take (None: cannot tell)."""
+    try:
+        pool = await ctx.one_doc("one.hostpool.info")
+    except OneError as err:
+        if err.code == AUTHORIZATION:
+            return None
+        raise
+    hosts = [
+        h
+        for h in pool.iterfind("HOST")
+        if documents.integer(h, "STATE") in (0, 1, 2)
+        and (cluster is None or documents.integer(h, "CLUSTER_ID") == cluster)
+    ]
+    if not hosts:
+        return None if cluster is None else 0
+    cpu = round(documents.number(template, "TEMPLATE/CPU", 1.0) * 100)
+    memory = documents.integer(template, "TEMPLATE/MEMORY") * 1024
+    fits = 0
+    for host in hosts:
+        free_cpu = documents.integer(host, "HOST_SHARE/MAX_CPU") - documents.integer(
+            host, "HOST_SHARE/CPU_USAGE"
+        )
+        free_mem = documents.integer(host, "HOST_SHARE/MAX_MEM") - documents.integer(
+            host, "HOST_SHARE/MEM_USAGE"
+        )
+        by_cpu = free_cpu // cpu if cpu > 0 else wanted
+        by_mem = free_mem // memory if memory > 0 else wanted
+        fits += max(0, min(by_cpu, by_mem))
+        if fits >= wanted:
+            return wanted
+    return fits
+
+
+def _launch_error(err: OneError, count: int) -> EC2Error:
+    if err.code == AUTHORIZATION and "quota" in err.message.lower():
+        return EC2Error(
+            "InstanceLimitExceeded",
+            f"You have requested more instances ({count}) than your current instance limit "
+            "allows for the specified instance type.",
+        )
+    if err.code == NO_EXISTS:
+        return EC2Error("InvalidParameterValue", "A resource needed by the launch does not exist")
+    return to_ec2_error(err)
+
+
+async def _roll_back(ctx: RequestContext, vm_ids: list[int]) -> None:
+    """Remove VMs made by a launch that failed: hide them, then terminate them."""
+    for vm_id in vm_ids:
+        try:
+            await ctx.one("one.vm.update", vm_id, f'{view.HIDDEN} = "YES"', 1)
+            await ctx.one("one.vm.action", "terminate-hard", vm_id)
+        except (OneError, EC2Error):
+            # Best effort: the VM stays hidden or is left for the operator; log it.
+            log.error("request_id=%s could not roll back VM %s", ctx.request_id, vm_id)
+
+
+@action(
+    "RunInstances",
+    opennebula="one.template.instantiate of the instance-type template with DISK=[IMAGE_ID], "
+    "NIC, CONTEXT (SSH key, user data) and EC2_* facts in USER_TEMPLATE",
+)
+async def run_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    if not params.get("ImageId"):
+        raise missing_parameter("ImageId")
+    min_count, max_count = params["MinCount"], params["MaxCount"]
+    if min_count < 1:
+        raise invalid_value("MinCount", min_count, "MinCount must be at least 1.")
+    if max_count < min_count:
+        raise invalid_value("MaxCount", max_count, "MaxCount must not be less than MinCount.")
+    if max_count > MAX_INSTANCES_PER_REQUEST:
+        raise invalid_value(
+            "MaxCount", max_count, f"At most {MAX_INSTANCES_PER_REQUEST} instances per request."
+        )
+    token = params.get("ClientToken")
+    if not token:
+        return await _launch(ctx, params, None)
+    if len(token) > 64:
+        raise invalid_value("ClientToken", token[:64] + "...", "At most 64 characters.")
+    lock = _token_locks.get((ctx.uid, token))
+    if lock is None:
+        lock = _token_locks[(ctx.uid, token)] = asyncio.Lock()
+    async with lock:
+        existing = await _by_client_token(ctx, token)
+        if not existing:
+            return await _launch(ctx, params, token)
+        if view.user_attr(existing[0], view.REQUEST_DIGEST) != _digest(params):
+            raise EC2Error(
+                "IdempotentParameterMismatch",
+                "The client token you have provided is associated with a resource "
+                "that is already deleted or has different parameters.",
+            )
+        finish_dry_run(params)
+        zones = await zones_of(ctx)
+        instances = [view.to_instance(vm, zones) for vm in existing]
+        return _reservations(instances, ctx.account_id)[0]
+
+
+async def _launch(ctx: RequestContext, params: dict[str, Any], token: str | None) -> dict:
+    image = await _resolve_image(ctx, params["ImageId"])
+    user_data = _decode_user_data(params.get("UserData"))
+    instance_tags = tags.from_specifications(params.get("TagSpecifications"), "instance")
+    types = await instance_type_templates(ctx)
+    type_name = params.get("InstanceType") or next(iter(types), None)
+    if type_name not in types:
+        raise invalid_value("InstanceType", type_name)
+    type_template = types[type_name]
+    public_key = await public_key_of(ctx, params["KeyName"]) if params.get("KeyName") else None
+    zones = await zones_of(ctx)
+    requested_zone = (params.get("Placement") or {}).get("AvailabilityZone")
+    cluster = None
+    if requested_zone:
+        by_name = {name: cid for cid, name in zones.by_cluster.items()}
+        if requested_zone not in by_name:
+            raise EC2Error(
+                "InvalidParameterValue", f"Invalid availability zone: [{requested_zone}]"
+            )
+        cluster = by_name[requested_zone]
+    network = await _resolve_subnet(ctx, params.get("SubnetId"))
+    groups = await _resolve_security_groups(ctx, params.get("SecurityGroupIds") or [])
+    finish_dry_run(params)
+
+    count = params["MaxCount"]
+    fitting = await _fitting(ctx, type_template, cluster, count)
+    if fitting is not None:
+        if fitting < params["MinCount"]:
+            raise EC2Error(
+                "InsufficientInstanceCapacity",
+                f"We currently do not have sufficient {type_name} capacity in the "
+                f"Availability Zone you requested ({requested_zone or zones.default}).",
+            )
+        count = min(count, fitting)
+
+    facts: list[tuple[str, Any]] = [
+        (view.INSTANCE_TYPE, type_name),
+        (view.REQUEST_DIGEST, _digest(params)),
+        (view.AVAILABILITY_ZONE, requested_zone or zones.default),
+    ]
+    if token:
+        facts.append((view.CLIENT_TOKEN, token))
+    if params.get("KeyName"):
+        facts.append((view.KEY_NAME, params["KeyName"]))
+    if params.get("DisableApiTermination"):
+        facts.append((view.DISABLE_API_TERMINATION, "YES"))
+    if params.get("InstanceInitiatedShutdownBehavior"):
+        facts.append((view.SHUTDOWN_BEHAVIOR, params["InstanceInitiatedShutdownBehavior"]))
+    hardware: list[tuple[str, Any]] = [("DISK", {"IMAGE_ID": documents.integer(image, "ID")})]
+    if network is not None:
+        nic: dict[str, Any] = {"NETWORK_ID": network}
+        if groups:
+            nic["SECURITY_GROUPS"] = ",".join(map(str, groups))
+        hardware.append(("NIC", nic))
+    context: dict[str, Any] = {"NETWORK": "YES", "SET_HOSTNAME": "$NAME"}
+    if public_key:
+        context["SSH_PUBLIC_KEY"] = public_key
+    if user_data:
+        context["USER_DATA"] = user_data
+        context["USERDATA_ENCODING"] = "base64"
+    hardware.append(("CONTEXT", context))
+    if cluster is not None:
+        hardware.append(("SCHED_REQUIREMENTS", f"CLUSTER_ID = {cluster}"))
+    tag_vectors = [
+        (documents.TAG_ATTRIBUTE, {"KEY": k, "VALUE": v}) for k, v in instance_tags.items()
+    ]
+    name = instance_tags.get("Name", "")
+
+    created: list[int] = []
+    try:
+        for index in range(count):
+            extra = [*hardware, *facts, (view.LAUNCH_INDEX, index), *tag_vectors]
+            if created:
+                extra.append((view.RESERVATION, ids.RESERVATION.encode(created[0])))
+            vm_id = await ctx.one(
+                "one.template.instantiate",
+                documents.integer(type_template, "ID"),
+                name,
+                False,
+                documents.template_text(extra),
+                False,
+            )
+            created.append(vm_id)
+    except OneError as err:
+        if len(created) < params["MinCount"]:
+            await _roll_back(ctx, created)
+            raise _launch_error(err, count) from None
+    except BaseException:
+        await _roll_back(ctx, created)
+        raise
+    vms = await vms_by_ids(ctx, [ids.INSTANCE.encode(i) for i in created])
+    instances = [view.to_instance(vm, zones) for vm in vms]
+    return _reservations(instances, ctx.account_id)[0]
+
+
+# --- state changes -----------------------------------------------------------------------
+
+
+def _change(instance_id: str, before: states.InstanceState, after: states.InstanceState) -> dict:
+    return {
+        "InstanceId": instance_id,
+        "PreviousState": {"Code": before.code, "Name": before.name},
+        "CurrentState": {"Code": after.code, "Name": after.name},
+    }
+
+
+def _incorrect(instance_id: str, what: str) -> EC2Error:
+    return EC2Error(
+        "IncorrectInstanceState",
+        f"This instance '{instance_id}' is not in a state from which it can be {what}.",
+    )
+
+
+async def _act(ctx: RequestContext, one_action: str, vm: documents.Element, what: str) -> None:
+    try:
+        await ctx.one("one.vm.action", one_action, documents.integer(vm, "ID"))
+    except OneError as err:
+        if err.code == ACTION:
+            raise _incorrect(view.instance_id(vm), what) from None
+        raise
+
+
+def _lcm(vm: documents.Element) -> tuple[int, int]:
+    return documents.integer(vm, "STATE"), documents.integer(vm, "LCM_STATE")
+
+
+@action("StartInstances", opennebula='one.vm.action("resume") on powered-off/stopped VMs')
+async def start_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    vms = await vms_by_ids(ctx, params["InstanceIds"])
+    plan = []
+    for vm in vms:
+        state = view.state_of(vm)
+        if state.name in ("terminated", "shutting-down", "stopping"):
+            raise _incorrect(view.instance_id(vm), "started")
+        plan.append((vm, state))
+    finish_dry_run(params)
+    changes = []
+    for vm, state in plan:
+        if state.name == "stopped":
+            await _act(ctx, "resume", vm, "started")
+            changes.append(_change(view.instance_id(vm), state, states.PENDING))
+        else:
+            changes.append(_change(view.instance_id(vm), state, state))
+    return {"StartingInstances": changes}
+
+
+@action(
+    "StopInstances",
+    opennebula='one.vm.action("poweroff"), or "poweroff-hard" with Force',
+)
+async def stop_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    vms = await vms_by_ids(ctx, params["InstanceIds"])
+    plan = []
+    for vm in vms:
+        state = view.state_of(vm)
+        if state.name in ("terminated", "shutting-down", "pending"):
+            raise _incorrect(view.instance_id(vm), "stopped")
+        plan.append((vm, state))
+    finish_dry_run(params)
+    one_action = "poweroff-hard" if params.get("Force") else "poweroff"
+    changes = []
+    for vm, state in plan:
+        if state.name == "running":
+            await _act(ctx, one_action, vm, "stopped")
+            changes.append(_change(view.instance_id(vm), state, states.STOPPING))
+        else:
+            changes.append(_change(view.instance_id(vm), state, state))
+    return {"StoppingInstances": changes}
+
+
+@action("RebootInstances", opennebula='one.vm.action("reboot")')
+async def reboot_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    vms = await vms_by_ids(ctx, params["InstanceIds"])
+    for vm in vms:
+        if view.state_of(vm).name != "running":
+            raise _incorrect(view.instance_id(vm), "rebooted")
+    finish_dry_run(params)
+    for vm in vms:
+        await _act(ctx, "reboot", vm, "rebooted")
+    return {}
+
+
+@action(
+    "TerminateInstances",
+    opennebula='one.vm.action("terminate") when running, "terminate-hard" otherwise',
+)
+async def terminate_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    vms = await vms_by_ids(ctx, params["InstanceIds"])
+    for vm in vms:
+        if view.user_attr(vm, view.DISABLE_API_TERMINATION) == "YES":
+            raise EC2Error(
+                "OperationNotPermitted",
+                f"The instance '{view.instance_id(vm)}' may not be terminated. Modify its "
+                "'disableApiTermination' instance attribute and try again.",
+            )
+    finish_dry_run(params)
+    changes = []
+    for vm in vms:
+        state = view.state_of(vm)
+        raw_state, lcm = _lcm(vm)
+        if raw_state == states.DONE:
+            changes.append(_change(view.instance_id(vm), state, state))
+            continue
+        graceful = raw_state == states.ACTIVE and lcm in (3, 16)
+        await _act(ctx, "terminate" if graceful else "terminate-hard", vm, "terminated")
+        changes.append(_change(view.instance_id(vm), state, states.SHUTTING_DOWN))
+    return {"TerminatingInstances": changes}
+
+
+# --- status and attributes ---------------------------------------------------------------
+
+
+def _status(vm: documents.Element, state: states.InstanceState) -> str:
+    if state.name == "pending":
+        return "initializing"
+    if state.name != "running":
+        return "not-applicable"
+    return "impaired" if _lcm(vm) == (states.ACTIVE, 16) else "ok"
+
+
+def _status_entry(vm: documents.Element, zones: view.Zones) -> dict[str, Any]:
+    state = view.state_of(vm)
+    status = _status(vm, state)
+    reachability = {"ok": "passed", "impaired": "failed", "initializing": "initializing"}.get(
+        status
+    )
+    summary = {
+        "Status": status,
+        "Details": [{"Name": "reachability", "Status": reachability}] if reachability else [],
+    }
+    return {
+        "InstanceId": view.instance_id(vm),
+        "AvailabilityZone": view.to_instance(vm, zones)["Placement"]["AvailabilityZone"],
+        "InstanceState": {"Code": state.code, "Name": state.name},
+        "InstanceStatus": summary,
+        "SystemStatus": summary,
+        "Events": [],
+    }
+
+
+STATUS_FILTERS: dict[str, filters.Extractor] = {
+    "availability-zone": lambda s: s["AvailabilityZone"],
+    "event.code": lambda s: None,
+    "event.description": lambda s: None,
+    "event.not-after": lambda s: None,
+    "event.not-before": lambda s: None,
+    "instance-state-code": lambda s: s["InstanceState"]["Code"],
+    "instance-state-name": lambda s: s["InstanceState"]["Name"],
+    "instance-status.reachability": lambda s: [d["Status"] for d in s["InstanceStatus"]["Details"]],
+    "instance-status.status": lambda s: s["InstanceStatus"]["Status"],
+    "system-status.reachability": lambda s: [d["Status"] for d in s["SystemStatus"]["Details"]],
+    "system-status.status": lambda s: s["SystemStatus"]["Status"],
+}
+
+
+@action(
+    "DescribeInstanceStatus",
+    opennebula="as DescribeInstances; UNKNOWN (host not monitored) reads as impaired",
+)
+async def describe_instance_status(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    wanted = params.get("InstanceIds")
+    if wanted and params.get("MaxResults") is not None:
+        raise EC2Error(
+            "InvalidParameterCombination",
+            "The parameter instancesSet cannot be used with the parameter maxResults",
+        )
+    vms, zones = await asyncio.gather(
+        vms_by_ids(ctx, wanted) if wanted else my_vms(ctx), zones_of(ctx)
+    )
+    finish_dry_run(params)
+    if not params.get("IncludeAllInstances"):
+        vms = [vm for vm in vms if view.state_of(vm).name == "running"]
+    entries = [_status_entry(vm, zones) for vm in vms]
+    entries = filters.apply(entries, params.get("Filters"), STATUS_FILTERS)
+    chosen, token = pages.page(entries, params, minimum=5, maximum=1000)
+    return {"InstanceStatuses": list(chosen), "NextToken": token}
+
+
+ATTRIBUTES = (
+    "instanceType",
+    "kernel",
+    "ramdisk",
+    "userData",
+    "disableApiTermination",
+    "instanceInitiatedShutdownBehavior",
+    "rootDeviceName",
+    "blockDeviceMapping",
+    "productCodes",
+    "sourceDestCheck",
+    "groupSet",
+    "ebsOptimized",
+    "sriovNetSupport",
+    "enaSupport",
+    "enclaveOptions",
+    "disableApiStop",
+)
+
+
+@action(
+    "DescribeInstanceAttribute",
+    opennebula="one.vm.info: USER_TEMPLATE EC2_* facts, CONTEXT/USER_DATA, disks, NICs",
+)
+async def describe_instance_attribute(
+    ctx: RequestContext, params: dict[str, Any]
+) -> dict[str, Any]:
+    attribute = params["Attribute"]
+    if attribute not in ATTRIBUTES:
+        raise invalid_value("Attribute", attribute)
+    (listed,) = await vms_by_ids(ctx, [params["InstanceId"]])
+    finish_dry_run(params)
+    vm = await ctx.one_doc("one.vm.info", documents.integer(listed, "ID"))
+    instance = view.to_instance(vm, await zones_of(ctx))
+    user_data = documents.text(vm, "TEMPLATE/CONTEXT/USER_DATA")
+    values: dict[str, Any] = {
+        "instanceType": {"InstanceType": {"Value": instance["InstanceType"]}},
+        "kernel": {"KernelId": {}},
+        "ramdisk": {"RamdiskId": {}},
+        "userData": {"UserData": {"Value": user_data} if user_data else {}},
+        "disableApiTermination": {
+            "DisableApiTermination": {
+                "Value": view.user_attr(vm, view.DISABLE_API_TERMINATION) == "YES"
+            }
+        },
+        "instanceInitiatedShutdownBehavior": {
+            "InstanceInitiatedShutdownBehavior": {
+                "Value": view.user_attr(vm, view.SHUTDOWN_BEHAVIOR) or "stop"
+            }
+        },
+        "rootDeviceName": {"RootDeviceName": {"Value": instance["RootDeviceName"]}},
+        "blockDeviceMapping": {"BlockDeviceMappings": instance["BlockDeviceMappings"]},
+        "productCodes": {"ProductCodes": []},
+        "sourceDestCheck": {"SourceDestCheck": {"Value": True}},
+        "groupSet": {"Groups": instance["SecurityGroups"]},
+        "ebsOptimized": {"EbsOptimized": {"Value": False}},
+        "sriovNetSupport": {"SriovNetSupport": {}},
+        "enaSupport": {"EnaSupport": {"Value": False}},
+        "enclaveOptions": {"EnclaveOptions": {"Enabled": False}},
+        "disableApiStop": {"DisableApiStop": {"Value": False}},
+    }
+    return {"InstanceId": instance["InstanceId"], **values[attribute]}
+
+
+def _attribute_change(params: dict[str, Any]) -> tuple[str, Any]:
+    """The one attribute a ModifyInstanceAttribute call changes, and its new value."""
+    given = [
+        (name, params[key]["Value"])
+        for name, key in (
+            ("instanceType", "InstanceType"),
+            ("userData", "UserData"),
+            ("disableApiTermination", "DisableApiTermination"),
+            ("instanceInitiatedShutdownBehavior", "InstanceInitiatedShutdownBehavior"),
+        )
+        if isinstance(params.get(key), dict) and "Value" in params[key]
+    ]
+    if params.get("Attribute"):
+        if "Value" not in params:
+            raise missing_parameter("Value")
+        given.append((params["Attribute"], params["Value"]))
+    if len(given) != 1:
+        raise EC2Error(
+            "InvalidParameterCombination", "Exactly one attribute must be modified per call."
+        )
+    return given[0]
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise invalid_value("Value", value)
+
+
+@action(
+    "ModifyInstanceAttribute",
+    opennebula="instanceType: one.vm.resize (stopped only); userData: one.vm.updateconf; "
+    "others: one.vm.update of USER_TEMPLATE",
+)
+async def modify_instance_attribute(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    name, value = _attribute_change(params)
+    (vm,) = await vms_by_ids(ctx, [params["InstanceId"]])
+    vm_id = documents.integer(vm, "ID")
+    instance_id = view.instance_id(vm)
+    stopped = view.state_of(vm).name == "stopped"
+    if name == "instanceType":
+        types = await instance_type_templates(ctx)
+        if value not in types:
+            raise invalid_value("InstanceType", value)
+        if not stopped:
+            raise EC2Error(
+                "IncorrectInstanceState",
+                f"The instance '{instance_id}' is not in the 'stopped' state.",
+            )
+        finish_dry_run(params)
+        size = types[value]
+        resize = documents.template_text(
+            [
+                (key, documents.text(size, f"TEMPLATE/{key}"))
+                for key in ("CPU", "VCPU", "MEMORY")
+                if documents.text(size, f"TEMPLATE/{key}")
+            ]
+        )
+        await ctx.one("one.vm.resize", vm_id, resize, False)
+        await ctx.one(
+            "one.vm.update", vm_id, documents.template_text([(view.INSTANCE_TYPE, value)]), 1
+        )
+    elif name == "userData":
+        if not stopped:
+            raise EC2Error(
+                "IncorrectInstanceState",
+                f"The instance '{instance_id}' is not in the 'stopped' state.",
+            )
+        raw = value if isinstance(value, bytes) else str(value).encode()
+        if len(raw) > MAX_USER_DATA:
+            raise EC2Error(
+                "InvalidParameterValue", f"User data is limited to {MAX_USER_DATA} bytes"
+            )
+        finish_dry_run(params)
+        full = await ctx.one_doc("one.vm.info", vm_id)
+        context = {child.tag: child.text or "" for child in full.find("TEMPLATE/CONTEXT") or []}
+        context.update({"USER_DATA": base64.b64encode(raw).decode(), "USERDATA_ENCODING": "base64"})
+        await ctx.one("one.vm.updateconf", vm_id, documents.template_text([("CONTEXT", context)]))
+    elif name == "disableApiTermination":
+        flag = _as_bool(value)
+        finish_dry_run(params)
+        await ctx.one(
+            "one.vm.update",
+            vm_id,
+            documents.template_text([(view.DISABLE_API_TERMINATION, "YES" if flag else "NO")]),
+            1,
+        )
+    elif name == "instanceInitiatedShutdownBehavior":
+        if value not in ("stop", "terminate"):
+            raise invalid_value("InstanceInitiatedShutdownBehavior", value)
+        finish_dry_run(params)
+        await ctx.one(
+            "one.vm.update", vm_id, documents.template_text([(view.SHUTDOWN_BEHAVIOR, value)]), 1
+        )
+    else:
+        raise EC2Error(
+            "UnsupportedOperation", f"Modifying the instance attribute '{name}' is not supported."
+        )
+    return {}
+
+
+@action(
+    "GetConsoleOutput",
+    opennebula="none: OpenNebula keeps no console log; answers an empty output for own VMs",
+)
+async def get_console_output(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    await vms_by_ids(ctx, [params["InstanceId"]])
+    finish_dry_run(params)
+    return {"InstanceId": params["InstanceId"], "Timestamp": datetime.now(UTC), "Output": None}
