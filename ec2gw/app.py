@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 
 from ec2gw.actions import registry
 from ec2gw.actions.context import RequestContext
@@ -224,6 +224,22 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         await app.state.gateway.one.close()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        """Liveness: the process serves HTTP."""
+        return PlainTextResponse("ok\n")
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> Response:
+        """Readiness: OpenNebula answers the gateway's server account."""
+        gateway: Gateway = request.app.state.gateway
+        try:
+            version = await gateway.one.call(gateway.sessions.admin, "one.system.version")
+        except (EC2Error, OneError) as err:
+            log.warning("readyz: OpenNebula not ready: %s", getattr(err, "code", err))
+            return PlainTextResponse("OpenNebula unreachable\n", status_code=503)
+        return PlainTextResponse(f"ok: OpenNebula {version}\n")
 
     @app.api_route("/{path:path}", methods=["GET", "POST"], include_in_schema=False)
     async def ec2(request: Request) -> Response:

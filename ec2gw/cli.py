@@ -149,12 +149,29 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_actions(args: argparse.Namespace) -> int:
+def actions_table() -> str:
     from ec2gw.actions.registry import all_actions
 
-    print("| EC2 action | OpenNebula |\n| --- | --- |")
-    for spec in all_actions():
-        print(f"| `{spec.name}` | {spec.opennebula} |")
+    rows = [f"| `{spec.name}` | {spec.opennebula} |" for spec in all_actions()]
+    return "\n".join(["| EC2 action | OpenNebula |", "| --- | --- |", *rows])
+
+
+README_START, README_END = "<!-- actions:start -->", "<!-- actions:end -->"
+
+
+def readme_with_table(readme: str) -> str:
+    """The README with its generated actions table replaced by the current one."""
+    head, rest = readme.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_START}\n{actions_table()}\n{README_END}{tail}"
+
+
+def cmd_actions(args: argparse.Namespace) -> int:
+    if args.readme:
+        path = Path(args.readme)
+        path.write_text(readme_with_table(path.read_text()))
+    else:
+        print(actions_table())
     return 0
 
 
@@ -195,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.set_defaults(func=cmd_keys)
 
     actions = sub.add_parser("actions", help="print the supported actions as a Markdown table")
+    actions.add_argument("--readme", help="rewrite the table inside this README instead")
     actions.set_defaults(func=cmd_actions)
     return parser
 

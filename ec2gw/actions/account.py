@@ -6,6 +6,7 @@ from typing import Any
 
 from ec2gw.actions.context import RequestContext, finish_dry_run
 from ec2gw.actions.registry import action
+from ec2gw.actions.vpc import default_vpc_id
 from ec2gw.one import documents
 from ec2gw.protocol.errors import invalid_value
 
@@ -20,7 +21,7 @@ def _limit(user: documents.Element, path: str) -> str:
 
 @action(
     "DescribeAccountAttributes",
-    opennebula="one.user.info(-1): VM quota for max-instances; EC2-VPC only, no default VPC",
+    opennebula="one.user.info(-1): VM quota for max-instances; EC2-VPC with a default VPC",
 )
 async def describe_account_attributes(
     ctx: RequestContext, params: dict[str, Any]
@@ -29,7 +30,7 @@ async def describe_account_attributes(
     finish_dry_run(params)
     attributes = {
         "supported-platforms": ["VPC"],
-        "default-vpc": ["none"],
+        "default-vpc": [default_vpc_id(ctx)],
         "max-instances": [_limit(user, "VM_QUOTA/VM/VMS")],
         "max-elastic-ips": ["unlimited"],
         "vpc-max-elastic-ips": ["unlimited"],

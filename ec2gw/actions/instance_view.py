@@ -33,6 +33,7 @@ class Zones:
     """Cluster id → availability zone name, for placing instances."""
 
     region: str
+    vpc_id: str = ""
     by_cluster: dict[int, str] = field(default_factory=dict)
     default: str = ""
 
@@ -140,6 +141,7 @@ def to_instance(vm: documents.Element, zones: Zones) -> dict[str, Any]:
         },
         "Monitoring": {"State": "disabled"},
         "SubnetId": ids.SUBNET.encode(network_id) if network_id >= 0 and alive else None,
+        "VpcId": zones.vpc_id if network_id >= 0 and alive else None,
         "PrivateIpAddress": private_ip or None,
         "PublicIpAddress": public_ip or None,
         "Architecture": documents.text(vm, "TEMPLATE/OS/ARCH", "x86_64") or "x86_64",

@@ -48,6 +48,7 @@ async def zones_of(ctx: RequestContext) -> view.Zones:
     region = zones[0]["RegionName"] if zones else ""
     return view.Zones(
         region=region,
+        vpc_id=ids.VPC.encode(ctx.settings.gateway.zone_id),
         by_cluster={z["ClusterId"]: z["ZoneName"] for z in zones},
         default=zones[0]["ZoneName"] if zones else "",
     )
@@ -178,20 +179,29 @@ async def _resolve_image(ctx: RequestContext, image_id: str) -> documents.Elemen
     return image
 
 
-async def _resolve_subnet(ctx: RequestContext, subnet_id: str | None) -> int | None:
-    """The OpenNebula network of the subnet, or the first network the caller can use."""
+async def _resolve_subnet(
+    ctx: RequestContext, subnet_id: str | None, zone: str | None
+) -> dict[str, Any] | None:
+    """The subnet to launch into: the one asked for, else the default of the zone."""
+    from ec2gw.actions.vpc import subnets
+
     if subnet_id:
-        one_id = ids.SUBNET.decode(subnet_id)
-        try:
-            await ctx.one("one.vn.info", one_id)
-        except OneError as err:
-            if err.code in (NO_EXISTS, AUTHORIZATION):
-                raise ids.SUBNET.missing(subnet_id) from None
-            raise
-        return one_id
-    pool = await ctx.one_doc("one.vnpool.info", -2, -1, -1)
-    networks = sorted(documents.integer(vn, "ID") for vn in pool.iterfind("VNET"))
-    return networks[0] if networks else None
+        ids.SUBNET.decode(subnet_id)
+    known = await subnets(ctx)
+    if subnet_id:
+        chosen = next((s for s in known if s["SubnetId"] == subnet_id), None)
+        if chosen is None:
+            raise ids.SUBNET.missing(subnet_id)
+        if zone and chosen["AvailabilityZone"] != zone:
+            raise EC2Error(
+                "InvalidParameterValue",
+                f"The subnet {subnet_id} is not in the availability zone {zone}",
+            )
+        return chosen
+    return next(
+        (s for s in known if s["DefaultForAz"] and (zone is None or s["AvailabilityZone"] == zone)),
+        None,
+    )
 
 
 async def _resolve_security_groups(ctx: RequestContext, group_ids: list[str]) -> list[int]:
@@ -318,15 +328,14 @@ async def _launch(ctx: RequestContext, params: dict[str, Any], token: str | None
     public_key = await public_key_of(ctx, params["KeyName"]) if params.get("KeyName") else None
     zones = await zones_of(ctx)
     requested_zone = (params.get("Placement") or {}).get("AvailabilityZone")
-    cluster = None
-    if requested_zone:
-        by_name = {name: cid for cid, name in zones.by_cluster.items()}
-        if requested_zone not in by_name:
-            raise EC2Error(
-                "InvalidParameterValue", f"Invalid availability zone: [{requested_zone}]"
-            )
-        cluster = by_name[requested_zone]
-    network = await _resolve_subnet(ctx, params.get("SubnetId"))
+    by_name = {name: cid for cid, name in zones.by_cluster.items()}
+    if requested_zone and requested_zone not in by_name:
+        raise EC2Error("InvalidParameterValue", f"Invalid availability zone: [{requested_zone}]")
+    subnet = await _resolve_subnet(ctx, params.get("SubnetId"), requested_zone)
+    if subnet is not None:
+        requested_zone = subnet["AvailabilityZone"]
+    cluster = by_name.get(requested_zone) if requested_zone else None
+    network = ids.SUBNET.decode(subnet["SubnetId"]) if subnet else None
     groups = await _resolve_security_groups(ctx, params.get("SecurityGroupIds") or [])
     finish_dry_run(params)
 

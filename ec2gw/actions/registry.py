@@ -18,7 +18,16 @@ if TYPE_CHECKING:
 Handler = Callable[["RequestContext", dict[str, Any]], Awaitable[dict[str, Any]]]
 
 # Modules that register actions; imported once by `load_all`.
-ACTION_MODULES = ("regions", "account", "images", "instance_types", "instances", "keypairs", "tags")
+ACTION_MODULES = (
+    "regions",
+    "account",
+    "images",
+    "instance_types",
+    "instances",
+    "keypairs",
+    "tags",
+    "vpc",
+)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ VOLUME = IdKind("vol", "InvalidVolumeID.Malformed", "InvalidVolume.NotFound", "v
 SNAPSHOT = IdKind("snap", "InvalidSnapshotID.Malformed", "InvalidSnapshot.NotFound", "snapshot")
 SECURITY_GROUP = IdKind("sg", "InvalidGroupId.Malformed", "InvalidGroup.NotFound", "security group")
 SUBNET = IdKind("subnet", "InvalidSubnetID.Malformed", "InvalidSubnetID.NotFound", "subnet ID")
+VPC = IdKind("vpc", "InvalidVpcID.Malformed", "InvalidVpcID.NotFound", "vpc ID")
 KEY_PAIR = IdKind("key", "InvalidKeyPair.Malformed", "InvalidKeyPair.NotFound", "key pair")
 
 

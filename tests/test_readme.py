@@ -1,0 +1,16 @@
+from pathlib import Path
+
+from ec2gw.cli import readme_with_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_lists_exactly_the_registered_actions():
+    readme = (ROOT / "README.md").read_text()
+    assert readme == readme_with_table(readme), "run: ec2gw actions --readme README.md"
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert ci in readme
