@@ -1,0 +1,851 @@
+"""The state of the embedded OpenNebula: pools, identities, the VM lifecycle and scheduler.
+
+Everything runs under one lock; a call reads and changes the in-memory pools and, before
+its reply is sent, the objects it changed are written to SQLite (`Store`). Timed lifecycle
+steps (PROLOG → BOOT → RUNNING, SHUTDOWN → EPILOG → DONE, …) are kept as a `due` time on
+the VM; `advance()` performs every step that is due, repeatedly, so with zero delays a VM
+is RUNNING when `one.vm.allocate` returns, and with delays a background ticker (and every
+call) moves them on.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from ec2gw.onesim import acl, dummy
+from ec2gw.onesim import states as st
+from ec2gw.onesim.acl import Caller, Rule
+from ec2gw.onesim.requirements import RequirementError, matches
+from ec2gw.onesim.rpc import (
+    ACTION,
+    ALLOCATE,
+    AUTHENTICATION,
+    AUTHORIZATION,
+    INTERNAL,
+    NO_EXISTS,
+    OneError,
+)
+from ec2gw.onesim.store import Store
+from ec2gw.onesim.template import Template
+
+Obj = dict[str, Any]
+
+# Words oned uses for objects in messages (`RequestLogger::object_name`).
+OBJECT_NAMES = {
+    "vm": "virtual machine",
+    "host": "host",
+    "vnet": "virtual network",
+    "image": "image",
+    "user": "user",
+    "template": "virtual machine template",
+    "group": "group",
+    "datastore": "datastore",
+    "cluster": "cluster",
+    "zone": "zone",
+    "secgroup": "security group",
+    "acl": "ACL",
+}
+KINDS = tuple(OBJECT_NAMES)
+
+# First id of objects created after bootstrap (oned reserves 0–99 for system objects).
+FIRST_ID = {"group": 100, "cluster": 100, "datastore": 100, "zone": 100, "secgroup": 100}
+
+SCHED_RETRY = 1.0  # seconds between scheduling attempts of a VM that did not fit
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """Seconds each step of the simulated drivers takes (0 = immediate)."""
+
+    schedule: float = 0.0
+    prolog: float = 0.0
+    boot: float = 0.0
+    shutdown: float = 0.0
+    epilog: float = 0.0
+    image: float = 0.0  # an allocated image stays LOCKED this long
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def log_time(ts: float | None = None) -> str:
+    return time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(ts))
+
+
+class Cloud:
+    def __init__(self, data_dir: Path, lifecycle: Lifecycle, endpoint: str) -> None:
+        self.lock = threading.RLock()
+        self.lifecycle = lifecycle
+        self.data_dir = data_dir
+        self.endpoint = endpoint
+        self.store = Store(data_dir / "one.db")
+        self.pools: dict[str, dict[int, Obj]] = {k: {} for k in KINDS}
+        self.next_ids: dict[str, int] = {}
+        self.rules: list[Rule] = []
+        self.dirty: set[tuple[str, int]] = set()
+        self.meta_dirty: dict[str, Any] = {}
+        self.request_id = 0
+        loaded = self.store.load()
+        if loaded:
+            for kind, objs in loaded.items():
+                self.pools.setdefault(kind, {}).update(objs)
+            self.next_ids = self.store.get_meta("next_ids", {})
+            self.rules = [Rule(*r) for r in self.store.get_meta("acl", [])]
+        else:
+            self.bootstrap()
+        zone = self.pools["zone"].get(0)
+        if zone is not None:  # the endpoint follows the port we listen on now
+            t = Template.from_json(zone["template"])
+            t.replace("ENDPOINT", endpoint)
+            zone["template"] = t.to_json()
+            self.touch("zone", zone)
+        self.flush()
+
+    # --- persistence --------------------------------------------------------------------
+
+    def touch(self, kind: str, obj: Obj) -> None:
+        self.dirty.add((kind, obj["id"]))
+
+    def flush(self) -> None:
+        writes = [(k, oid, self.pools[k].get(oid)) for k, oid in sorted(self.dirty)]
+        meta = dict(self.meta_dirty)
+        meta["next_ids"] = self.next_ids
+        self.store.write(writes, meta)
+        self.dirty.clear()
+        self.meta_dirty.clear()
+
+    def new_id(self, kind: str) -> int:
+        oid = self.next_ids.get(kind, FIRST_ID.get(kind, 0))
+        self.next_ids[kind] = oid + 1
+        return oid
+
+    def add(self, kind: str, obj: Obj) -> Obj:
+        self.pools[kind][obj["id"]] = obj
+        self.touch(kind, obj)
+        return obj
+
+    def remove(self, kind: str, oid: int) -> None:
+        self.pools[kind].pop(oid, None)
+        self.dirty.add((kind, oid))
+
+    def save_rules(self) -> None:
+        self.meta_dirty["acl"] = [r.to_json() for r in self.rules]
+
+    # --- bootstrap ----------------------------------------------------------------------
+
+    def bootstrap(self) -> None:
+        """What oned creates on an empty database (the `*Pool` constructors)."""
+        t = now()
+        password = secrets.token_hex(16)
+        server_secret = secrets.token_hex(32)
+        self.meta_dirty["oneadmin_password"] = password
+        self.meta_dirty["server_secret"] = server_secret
+        for gid, name in ((0, "oneadmin"), (1, "users")):
+            self.add("group", {"id": gid, "name": name, "template": [], "admins": []})
+        self.next_ids["group"] = 100
+        self.add_user(0, "oneadmin", sha256(password), "core", [0])
+        self.add_user(1, "serveradmin", sha256(server_secret), "server_cipher", [0])
+        self.next_ids["user"] = 2
+        self.add(
+            "zone",
+            {
+                "id": 0,
+                "name": "OpenNebula",
+                "state": 0,
+                "template": [["ENDPOINT", self.endpoint]],
+            },
+        )
+        self.next_ids["zone"] = 100
+        self.add(
+            "cluster",
+            {
+                "id": 0,
+                "name": "default",
+                "hosts": [],
+                "datastores": [0, 1, 2],
+                "vnets": [],
+                "template": [["RESERVED_CPU", ""], ["RESERVED_MEM", ""]],
+            },
+        )
+        self.next_ids["cluster"] = 100
+        for ds_id, name, ds_type in ((0, "system", 1), (1, "default", 0), (2, "files", 2)):
+            self.add("datastore", self.datastore_obj(ds_id, name, ds_type, "dummy", "dummy", t))
+        self.next_ids["datastore"] = 100
+        rules = [
+            {"PROTOCOL": "ALL", "RULE_TYPE": "OUTBOUND"},
+            {"PROTOCOL": "ALL", "RULE_TYPE": "INBOUND"},
+        ]
+        self.add(
+            "secgroup",
+            {
+                **self.owned(0, "default", Caller(0, 0, {0}, "oneadmin", "oneadmin")),
+                "template": [["DESCRIPTION", ""]] + [["RULE", r] for r in rules],
+            },
+        )
+        self.next_ids["secgroup"] = 100
+        self.rules = acl.bootstrap_rules()
+        self.next_ids["acl"] = len(self.rules)
+        self.save_rules()
+
+    def add_user(self, uid: int, name: str, password: str, driver: str, groups: list[int]) -> Obj:
+        gid = groups[0]
+        return self.add(
+            "user",
+            {
+                "id": uid,
+                "name": name,
+                "gid": gid,
+                "gname": self.pools["group"][gid]["name"],
+                "groups": sorted(set(groups)),
+                "password": password,
+                "driver": driver,
+                "enabled": True,
+                "template": [["TOKEN_PASSWORD", secrets.token_hex(32)]],
+                "tokens": [],
+                "quota": {},
+            },
+        )
+
+    def datastore_obj(
+        self, ds_id: int, name: str, ds_type: int, ds_mad: str, tm_mad: str, t: int
+    ) -> Obj:
+        type_name = {0: "IMAGE_DS", 1: "SYSTEM_DS", 2: "FILE_DS"}[ds_type]
+        template: list[list[Any]] = [["ALLOW_ORPHANS", "NO"], ["DISK_TYPE", "FILE"]]
+        if ds_type == 1:
+            template += [["DS_MIGRATE", "YES"], ["SHARED", "YES"]]
+            ds_mad = "-"
+        else:
+            template += [["CLONE_TARGET", "SYSTEM"], ["DS_MAD", ds_mad], ["LN_TARGET", "NONE"]]
+        template += [
+            ["RESTRICTED_DIRS", "/"],
+            ["SAFE_DIRS", "/var/tmp"],
+            ["TM_MAD", tm_mad],
+            ["TYPE", type_name],
+        ]
+        return {
+            **self.owned(ds_id, name, Caller(0, 0, {0}, "oneadmin", "oneadmin")),
+            "perms": [1, 1, 0, 1, 0, 0, 0, 0, 0],
+            "ds_mad": ds_mad,
+            "tm_mad": tm_mad,
+            "base_path": f"/var/lib/one/datastores/{ds_id}",
+            "type": ds_type,
+            "disk_type": 0,
+            "state": 0,
+            "clusters": [0],
+            "total_mb": 20480 if ds_type != 1 else 4796800,
+            "images": [],
+            "template": template,
+        }
+
+    def owned(self, oid: int, name: str, caller: Caller, group_u: int = 0) -> Obj:
+        """The fields every owned object has, for an object `caller` creates."""
+        return {
+            "id": oid,
+            "name": name,
+            "uid": caller.uid,
+            "gid": caller.gid,
+            "uname": caller.name,
+            "gname": caller.gname,
+            "perms": acl.umask_perms(caller.umask, group_u),
+        }
+
+    # --- secrets ------------------------------------------------------------------------
+
+    @property
+    def oneadmin_password(self) -> str:
+        return self.store.get_meta("oneadmin_password")
+
+    @property
+    def server_secret(self) -> str:
+        return self.store.get_meta("server_secret")
+
+    # --- authentication -----------------------------------------------------------------
+
+    def user_by_name(self, name: str) -> Obj | None:
+        for u in self.pools["user"].values():
+            if u["name"] == name:
+                return u
+        return None
+
+    def caller_for(self, user: Obj, egid: int = -1) -> Caller:
+        groups = set(user["groups"])
+        gid, gname = user["gid"], user["gname"]
+        if egid != -1 and egid in groups:
+            groups = {egid}
+            gid, gname = egid, self.pools["group"][egid]["name"]
+        umask = Template.from_json(user["template"]).get("UMASK")
+        return Caller(
+            user["id"], gid, groups, user["name"], gname, int(umask, 8) if umask else 0o177
+        )
+
+    def authenticate(self, session: str, method: str) -> Caller:
+        """`UserPool::authenticate`: password, login token or server_cipher session."""
+        fail = OneError(
+            AUTHENTICATION, f"[{method}] User couldn't be authenticated, aborting call."
+        )
+        name, sep, secret = session.partition(":")
+        user = self.user_by_name(name) if sep else None
+        if user is None or not user["enabled"]:
+            raise fail
+        if user["driver"].startswith("server"):
+            return self._authenticate_server(user, secret, fail)
+        t = time.time()
+        for tok in user.get("tokens", []):
+            if tok["token"] == secret and (tok["expires"] == -1 or tok["expires"] > t):
+                return self.caller_for(user, tok["egid"])
+        if user["driver"] == "core" and sha256(secret) == user["password"]:
+            return self.caller_for(user)
+        raise fail
+
+    def _authenticate_server(self, server: Obj, rest: str, fail: OneError) -> Caller:
+        """`serveradmin:<target>[:<egid>]:<b64>`, checked like the server_cipher driver."""
+        parts = rest.split(":")
+        if len(parts) == 2:
+            target_name, token, egid = parts[0], parts[1], -1
+        elif len(parts) == 3 and parts[1].lstrip("-").isdigit():
+            target_name, token, egid = parts[0], parts[2], int(parts[1])
+        else:
+            raise fail
+        target = self.user_by_name(target_name)
+        if target is None:
+            raise fail
+        key = server["password"][:32].encode()
+        try:
+            raw = base64.b64decode(token, validate=True)
+            dec = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+            data = dec.update(raw) + dec.finalize()
+            unpad = padding.PKCS7(128).unpadder()
+            plain = (unpad.update(data) + unpad.finalize()).decode()
+            srv, expiry = plain.split(":", 1)[0], int(plain.rsplit(":", 1)[1])
+        except Exception:  # noqa: BLE001 - any undecipherable token is a failed login
+            raise fail from None
+        if srv != server["name"] or time.time() >= expiry:
+            raise fail
+        return self.caller_for(target, egid)
+
+    # --- lookups and authorization -----------------------------------------------------
+
+    def get(self, kind: str, oid: int, method: str) -> Obj:
+        obj = self.pools[kind].get(oid)
+        if obj is None:
+            raise OneError(
+                NO_EXISTS, f"[{method}] Error getting {OBJECT_NAMES[kind]} [{oid}].", oid
+            )
+        return obj
+
+    def authorize(self, caller: Caller, kind: str, obj: Obj | None, op: int, method: str) -> None:
+        if not acl.authorize(caller, self.rules, kind, obj, op):
+            oid = obj["id"] if obj is not None else -1
+            msg = acl.denial(kind, op, oid)
+            raise OneError(AUTHORIZATION, f"[{method}] User [{caller.uid}] : {msg}.", oid)
+
+    def fetch(self, caller: Caller, kind: str, oid: int, op: int, method: str) -> Obj:
+        """NO_EXISTS first, then AUTHORIZATION — as oned (existence leaks)."""
+        obj = self.get(kind, oid, method)
+        self.authorize(caller, kind, obj, op, method)
+        return obj
+
+    def visible(self, caller: Caller, kind: str, obj: Obj, flag: int) -> bool:
+        """`PoolSQL::usr_filter` + `acl_filter` for pool listings."""
+        if kind == "group":
+            return caller.is_admin or obj["id"] in caller.groups
+        if kind == "user" and not caller.is_admin:
+            return obj["id"] == caller.uid
+        uid, gid = obj.get("uid", -1), obj.get("gid", -1)
+        if flag == -3:
+            return uid == caller.uid
+        if flag == -4 and gid != caller.gid:
+            return False
+        if flag == -1 and not (uid == caller.uid or gid in caller.groups):
+            return False
+        if flag >= 0 and uid != flag:
+            return False
+        if caller.is_admin or (flag >= 0 and flag == caller.uid):
+            return True
+        if flag == -4:
+            return uid == caller.uid or acl.authorize(caller, self.rules, kind, obj, acl.USE)
+        return acl.authorize(caller, self.rules, kind, obj, acl.USE)
+
+    def check_name(self, kind: str, name: str, uid: int | None, method: str) -> None:
+        """Names are unique per owner (or globally for unowned objects)."""
+        for obj in self.pools[kind].values():
+            if obj["name"] == name and (uid is None or obj.get("uid") == uid):
+                if kind == "vm":
+                    continue
+                word = acl.TYPE_BITS[kind][1]
+                raise OneError(
+                    ALLOCATE,
+                    f"[{method}] Error allocating a new {OBJECT_NAMES[kind]}. "
+                    f"NAME is already taken by {word} {obj['id']}.",
+                )
+
+    # --- capacity and usage -------------------------------------------------------------
+
+    def host_usage(self, host_id: int) -> dict[str, Any]:
+        cpu = mem = 0.0
+        vm_ids = []
+        for vm in self.pools["vm"].values():
+            if st.holds_host(vm) and vm["history"][-1]["hid"] == host_id:
+                t = Template.from_json(vm["template"])
+                cpu += float(t.get("CPU", "0") or 0) * 100
+                mem += int(float(t.get("MEMORY", "0") or 0)) * 1024
+                vm_ids.append(vm["id"])
+        return {"cpu": cpu, "memory": mem, "vms": len(vm_ids), "vm_ids": sorted(vm_ids)}
+
+    def datastore_used(self, ds_id: int) -> int:
+        return sum(
+            int(img["size"]) for img in self.pools["image"].values() if img["datastore_id"] == ds_id
+        )
+
+    def vm_usage(self, uid: int) -> dict[str, float]:
+        usage = {"VMS": 0.0, "CPU": 0.0, "MEMORY": 0.0, "SYSTEM_DISK_SIZE": 0.0}
+        usage.update({"RUNNING_VMS": 0.0, "RUNNING_CPU": 0.0, "RUNNING_MEMORY": 0.0})
+        for vm in self.pools["vm"].values():
+            if vm["uid"] != uid or vm["state"] == st.DONE:
+                continue
+            t = Template.from_json(vm["template"])
+            cpu, memory = float(t.get("CPU", "0") or 0), float(t.get("MEMORY", "0") or 0)
+            usage["VMS"] += 1
+            usage["CPU"] += cpu
+            usage["MEMORY"] += memory
+            usage["SYSTEM_DISK_SIZE"] += sum(
+                float(d.get("SIZE", 0) or 0) for d in t.vectors("DISK")
+            )
+            if vm["state"] in (st.PENDING, st.ACTIVE, st.HOLD):
+                usage["RUNNING_VMS"] += 1
+                usage["RUNNING_CPU"] += cpu
+                usage["RUNNING_MEMORY"] += memory
+        return usage
+
+    def check_vm_quota(
+        self, caller: Caller, add: dict[str, float], method: str, user: Obj | None = None
+    ) -> None:
+        """`Quota::check`: user VM quota (oneadmin is never limited)."""
+        user = user or self.pools["user"].get(caller.uid)
+        if user is None or user["id"] == 0:
+            return
+        limits = user.get("quota", {}).get("VM", {})
+        usage = self.vm_usage(user["id"])
+        for metric, delta in add.items():
+            limit = float(limits.get(metric, -1))
+            if limit >= 0 and usage.get(metric, 0) + delta > limit:
+                raise OneError(
+                    AUTHORIZATION,
+                    f"[{method}] User [{caller.uid}] : User [{user['id']}] limit of "
+                    f"{limit:g} reached for {metric} quota in VM.",
+                )
+
+    def quota_xml(self, user: Obj, section: str) -> str:
+        from ec2gw.onesim.template import cdata
+
+        if section == "VM_QUOTA":
+            limits = user.get("quota", {}).get("VM", {})
+            usage = self.vm_usage(user["id"])
+            if not limits and not usage["VMS"]:
+                return "<VM_QUOTA></VM_QUOTA>"
+            body = ""
+            for metric in ("CPU", "MEMORY", "RUNNING_CPU", "RUNNING_MEMORY", "RUNNING_VMS"):
+                body += cdata(metric, limits.get(metric, "-1"))
+                body += cdata(f"{metric}_USED", _fmt(usage[metric], metric))
+            for metric in ("SYSTEM_DISK_SIZE", "VMS"):
+                body += cdata(metric, limits.get(metric, "-1"))
+                body += cdata(f"{metric}_USED", _fmt(usage[metric], metric))
+            return f"<VM_QUOTA><VM>{body}</VM></VM_QUOTA>"
+        if section == "NETWORK_QUOTA":
+            counts: dict[int, int] = {}
+            for vm in self.pools["vm"].values():
+                if vm["uid"] == user["id"] and vm["state"] != st.DONE:
+                    for nic in Template.from_json(vm["template"]).vectors("NIC"):
+                        if nic.get("NETWORK_ID", "").isdigit():
+                            nid = int(nic["NETWORK_ID"])
+                            counts[nid] = counts.get(nid, 0) + 1
+            body = "".join(
+                "<NETWORK>"
+                + cdata("ID", nid)
+                + cdata("LEASES", "-1")
+                + cdata("LEASES_USED", n)
+                + "</NETWORK>"
+                for nid, n in sorted(counts.items())
+            )
+            return f"<NETWORK_QUOTA>{body}</NETWORK_QUOTA>"
+        if section == "IMAGE_QUOTA":
+            counts = {}
+            for vm in self.pools["vm"].values():
+                if vm["uid"] == user["id"] and vm["state"] != st.DONE:
+                    for disk in Template.from_json(vm["template"]).vectors("DISK"):
+                        if disk.get("IMAGE_ID", "").isdigit():
+                            iid = int(disk["IMAGE_ID"])
+                            counts[iid] = counts.get(iid, 0) + 1
+            body = "".join(
+                "<IMAGE>"
+                + cdata("ID", iid)
+                + cdata("RVMS", "-1")
+                + cdata("RVMS_USED", n)
+                + "</IMAGE>"
+                for iid, n in sorted(counts.items())
+            )
+            return f"<IMAGE_QUOTA>{body}</IMAGE_QUOTA>"
+        sizes: dict[int, list[int]] = {}
+        for img in self.pools["image"].values():
+            if img["uid"] == user["id"]:
+                entry = sizes.setdefault(img["datastore_id"], [0, 0])
+                entry[0] += 1
+                entry[1] += int(img["size"])
+        body = "".join(
+            "<DATASTORE>"
+            + cdata("ID", ds)
+            + cdata("IMAGES", "-1")
+            + cdata("IMAGES_USED", n)
+            + cdata("SIZE", "-1")
+            + cdata("SIZE_USED", size)
+            + "</DATASTORE>"
+            for ds, (n, size) in sorted(sizes.items())
+        )
+        return f"<DATASTORE_QUOTA>{body}</DATASTORE_QUOTA>"
+
+    # --- the lifecycle engine -----------------------------------------------------------
+
+    def set_state(self, vm: Obj, state: int, lcm: int = 0, delay: float | None = None) -> None:
+        # oned writes PREV_* equal to the current state whenever it stores the VM.
+        vm["state"], vm["lcm_state"] = state, lcm
+        vm["prev_state"], vm["prev_lcm_state"] = state, lcm
+        vm["due"] = None if delay is None else time.time() + delay
+        self.touch("vm", vm)
+
+    def advance(self) -> None:
+        """Perform every lifecycle step that is due, until nothing is."""
+        for _ in range(10000):
+            t = time.time()
+            for img in self.pools["image"].values():
+                if img.get("due") is not None and img["due"] <= t:
+                    img["due"] = None
+                    img["prev_state"], img["state"] = img["state"], 1
+                    self.touch("image", img)
+            due = sorted(
+                (vm["due"], vm["id"])
+                for vm in self.pools["vm"].values()
+                if vm.get("due") is not None and vm["due"] <= t
+            )
+            if not due:
+                return
+            for _, vid in due:
+                vm = self.pools["vm"][vid]
+                if vm.get("due") is not None and vm["due"] <= t:
+                    self.step(vm)
+
+    def next_due(self) -> float | None:
+        dues = [o["due"] for k in ("vm", "image") for o in self.pools[k].values() if o.get("due")]
+        return min(dues) if dues else None
+
+    def step(self, vm: Obj) -> None:
+        """One driver step finished: move the VM to the next state."""
+        lc = self.lifecycle
+        state, lcm = vm["state"], vm["lcm_state"]
+        t = now()
+        h = vm["history"][-1] if vm["history"] else None
+        if state == st.PENDING:
+            self.schedule(vm)
+        elif state != st.ACTIVE:
+            vm["due"] = None
+        elif lcm in (st.PROLOG, st.PROLOG_RESUME, st.PROLOG_UNDEPLOY):
+            nxt = {
+                st.PROLOG: st.BOOT,
+                st.PROLOG_RESUME: st.BOOT_STOPPED,
+                st.PROLOG_UNDEPLOY: st.BOOT_UNDEPLOY,
+            }[lcm]
+            h["petime"] = t
+            h["rstime"] = t
+            self.set_state(vm, st.ACTIVE, nxt, lc.boot)
+        elif lcm in (
+            st.BOOT,
+            st.BOOT_STOPPED,
+            st.BOOT_UNDEPLOY,
+            st.BOOT_POWEROFF,
+            st.BOOT_SUSPENDED,
+            st.BOOT_UNKNOWN,
+        ):
+            if not vm["deploy_id"]:
+                vm["deploy_id"] = f"{h['hostname']}:{vm['name']}:dummy"
+            self.set_state(vm, st.ACTIVE, st.RUNNING)
+            self.monitor(vm)
+        elif lcm == st.SHUTDOWN:
+            h["retime"] = t
+            h["estime"] = t
+            self.set_state(vm, st.ACTIVE, st.EPILOG, lc.epilog)
+        elif lcm == st.EPILOG:
+            self.finish(vm)
+        elif lcm == st.SHUTDOWN_POWEROFF:
+            h["retime"] = t
+            self.set_state(vm, st.POWEROFF)
+        elif lcm == st.SAVE_SUSPEND:
+            self.set_state(vm, st.SUSPENDED)
+        elif lcm == st.SAVE_STOP:
+            h["retime"] = t
+            h["estime"] = t
+            self.set_state(vm, st.ACTIVE, st.EPILOG_STOP, lc.epilog)
+        elif lcm == st.SHUTDOWN_UNDEPLOY:
+            h["retime"] = t
+            h["estime"] = t
+            self.set_state(vm, st.ACTIVE, st.EPILOG_UNDEPLOY, lc.epilog)
+        elif lcm in (st.EPILOG_STOP, st.EPILOG_UNDEPLOY):
+            h["eetime"] = h["etime"] = t
+            self.set_state(vm, st.STOPPED if lcm == st.EPILOG_STOP else st.UNDEPLOYED)
+            self.wake_scheduler()
+        else:  # hotplug and other instant driver operations
+            self.set_state(vm, st.ACTIVE, st.RUNNING)
+
+    def monitor(self, vm: Obj) -> None:
+        """What the dummy VM probe reports for a running VM."""
+        t = now()
+        memory = int(float(Template.from_json(vm["template"]).get("MEMORY", "0") or 0))
+        record = {
+            "CPU": "0",
+            "DISKRDBYTES": str(secrets.randbelow(1000)),
+            "DISKRDIOPS": str(secrets.randbelow(1000)),
+            "DISKWRBYTES": str(secrets.randbelow(1000)),
+            "DISKWRIOPS": str(secrets.randbelow(1000)),
+            "ID": str(vm["id"]),
+            "MEMORY": str(memory * 1024 * (20 + secrets.randbelow(60)) // 100),
+            "NETRX": str(secrets.randbelow(10000)),
+            "NETTX": str(secrets.randbelow(10000)),
+            "TIMESTAMP": str(t),
+        }
+        vm["monitoring"] = record
+        vm["last_poll"] = t
+        vm.setdefault("monitoring_records", []).append(record)
+        del vm["monitoring_records"][:-10]
+
+    def finish(self, vm: Obj) -> None:
+        """DONE: release host, leases, images and the VNC port."""
+        t = now()
+        if vm["history"]:
+            h = vm["history"][-1]
+            h["eetime"] = h["etime"] = t
+            if h["retime"] == 0:
+                h["retime"] = t
+        vm["etime"] = t
+        self.set_state(vm, st.DONE)
+        tmpl = Template.from_json(vm["template"])
+        graphics = tmpl.vector("GRAPHICS")
+        if graphics is not None and "PORT" in graphics:
+            del graphics["PORT"]
+            tmpl.erase("GRAPHICS")
+            tmpl.add("GRAPHICS", graphics)
+            vm["template"] = tmpl.to_json()
+        self.release_resources(vm)
+        self.wake_scheduler()
+
+    def release_resources(self, vm: Obj, nics: list[dict] | None = None) -> None:
+        tmpl = Template.from_json(vm["template"])
+        for nic in tmpl.vectors("NIC") if nics is None else nics:
+            self.free_lease(nic, vm["id"])
+        if nics is None:
+            for disk in tmpl.vectors("DISK"):
+                self.release_image(disk, vm["id"])
+
+    def free_lease(self, nic: dict, vm_id: int) -> None:
+        if not nic.get("NETWORK_ID", "").isdigit():
+            return
+        vn = self.pools["vnet"].get(int(nic["NETWORK_ID"]))
+        if vn is None:
+            return
+        for ar in vn["ars"]:
+            for idx, lease in list(ar["leases"].items()):
+                if lease == {"kind": "vm", "id": vm_id} and dummy.mac_at(ar, int(idx)) == nic.get(
+                    "MAC"
+                ):
+                    del ar["leases"][idx]
+        if vm_id in vn.get("updated_vms", []):
+            vn["updated_vms"].remove(vm_id)
+        self.touch("vnet", vn)
+
+    def release_image(self, disk: dict, vm_id: int) -> None:
+        if not disk.get("IMAGE_ID", "").isdigit():
+            return
+        img = self.pools["image"].get(int(disk["IMAGE_ID"]))
+        if img is None or vm_id not in img["vms"]:
+            return
+        img["vms"].remove(vm_id)
+        if not img["vms"] and img["state"] in (2, 8):
+            img["prev_state"], img["state"] = img["state"], 1
+        self.touch("image", img)
+
+    def wake_scheduler(self) -> None:
+        """Capacity changed: let PENDING VMs be considered again right away."""
+        t = time.time()
+        for vm in self.pools["vm"].values():
+            waiting = vm.get("due") is None or vm["due"] > t
+            if vm["state"] == st.PENDING and waiting and vm.get("sched_failed"):
+                vm["due"] = t
+                vm["sched_failed"] = False
+
+    # --- the scheduler ------------------------------------------------------------------
+
+    def schedule(self, vm: Obj) -> None:
+        """Place a PENDING VM on a host of its cluster with free capacity (`mm_sched`)."""
+        tmpl = Template.from_json(vm["template"])
+        user = Template.from_json(vm["user_template"])
+        cpu = float(tmpl.get("CPU", "0") or 0) * 100
+        mem = int(float(tmpl.get("MEMORY", "0") or 0)) * 1024
+        hosts = sorted(self.pools["host"].values(), key=lambda h: h["id"])
+        enabled = [h for h in hosts if h["state"] in (0, 1, 2)]
+        message = ""
+        if not enabled:
+            message = "No hosts enabled to run VMs"
+        candidates = []
+        for h in enabled:
+            try:
+                ok = all(
+                    matches(req, self.host_attributes(h))
+                    for req in (
+                        tmpl.get("AUTOMATIC_REQUIREMENTS", ""),
+                        user.get("SCHED_REQUIREMENTS", ""),
+                    )
+                    if req
+                )
+            except RequirementError as err:
+                message = f"Cannot evaluate SCHED_REQUIREMENTS: {err}"
+                candidates = []
+                break
+            if not ok:
+                continue
+            usage = self.host_usage(h["id"])
+            if usage["cpu"] + cpu <= h["max_cpu"] and usage["memory"] + mem <= h["max_mem"]:
+                candidates.append((usage["vms"], h["id"], h))
+            elif not message:
+                message = "No host with enough capacity to deploy the VM"
+        if not candidates:
+            if not message:
+                message = "Cannot schedule VM, there is no suitable host."
+            user.replace("SCHED_MESSAGE", f"{log_time()} : {message}")
+            vm["user_template"] = user.to_json()
+            vm["due"] = time.time() + max(SCHED_RETRY, self.lifecycle.schedule)
+            vm["sched_failed"] = True
+            self.touch("vm", vm)
+            return
+        if user.erase("SCHED_MESSAGE"):
+            vm["user_template"] = user.to_json()
+        vm["sched_failed"] = False
+        self.deploy(vm, min(candidates)[2], ds_id=0)
+
+    def host_attributes(self, h: Obj) -> dict[str, str]:
+        attrs = {k: v for k, v in Template.from_json(h["template"]) if isinstance(v, str)}
+        cluster = self.pools["cluster"].get(h["cluster_id"], {"name": ""})
+        attrs.update(
+            ID=str(h["id"]),
+            NAME=h["name"],
+            HOSTNAME=h["name"],
+            CLUSTER_ID=str(h["cluster_id"]),
+            CLUSTER=cluster["name"],
+        )
+        return attrs
+
+    def deploy(self, vm: Obj, host: Obj, ds_id: int, action: str = "none") -> None:
+        """PENDING → PROLOG on `host` (new history record), as `one.vm.deploy` does."""
+        t = now()
+        ds = self.pools["datastore"].get(ds_id) or self.pools["datastore"][0]
+        vm["history"].append(
+            {
+                "oid": vm["id"],
+                "seq": len(vm["history"]),
+                "hostname": host["name"],
+                "hid": host["id"],
+                "cid": host["cluster_id"],
+                "stime": t,
+                "etime": 0,
+                "vm_mad": host["vm_mad"],
+                "tm_mad": ds["tm_mad"],
+                "ds_id": ds["id"],
+                "pstime": t,
+                "petime": 0,
+                "rstime": 0,
+                "retime": 0,
+                "estime": 0,
+                "eetime": 0,
+                "action": st.ACTION_CODES.get(action, 0),
+                "uid": -1,
+                "gid": -1,
+                "request_id": -1,
+            }
+        )
+        tmpl = Template.from_json(vm["template"])
+        tmpl.replace("TM_MAD_SYSTEM", ds["tm_mad"])
+        graphics = tmpl.vector("GRAPHICS")
+        if graphics is not None and "PORT" not in graphics:
+            graphics["PORT"] = str(self.vnc_port(vm["id"]))
+            tmpl.erase("GRAPHICS")
+            tmpl.add("GRAPHICS", graphics)
+        vm["template"] = tmpl.to_json()
+        previous = vm.get("resume_from")
+        lcm = {st.STOPPED: st.PROLOG_RESUME, st.UNDEPLOYED: st.PROLOG_UNDEPLOY}.get(
+            previous, st.PROLOG
+        )
+        vm["resume_from"] = None
+        self.set_state(vm, st.ACTIVE, lcm, self.lifecycle.prolog)
+
+    def vnc_port(self, vm_id: int) -> int:
+        """VNC ports: 5900 + VM id, as oned's default cluster VNC bitmap hands them out."""
+        return 5900 + vm_id % 59000
+
+    def close_history(self, vm: Obj, action: str, caller: Caller) -> None:
+        """Record who ended the current history record and why."""
+        if not vm["history"]:
+            return
+        h = vm["history"][-1]
+        h["action"] = st.ACTION_CODES.get(action, 0)
+        h["uid"], h["gid"] = caller.uid, caller.gid
+        self.request_id += 1
+        h["request_id"] = self.request_id
+
+    def copy_history(self, vm: Obj) -> None:
+        """`VirtualMachine::cp_history`: a new record on the same host (resume)."""
+        t = now()
+        h = dict(vm["history"][-1])
+        h.update(
+            seq=h["seq"] + 1,
+            stime=t,
+            etime=0,
+            pstime=0,
+            petime=0,
+            rstime=t,
+            retime=0,
+            estime=0,
+            eetime=0,
+            action=0,
+            uid=-1,
+            gid=-1,
+            request_id=-1,
+        )
+        vm["history"].append(h)
+
+    def internal(self, method: str, text: str) -> OneError:
+        return OneError(INTERNAL, f"[{method}] {text}")
+
+    def action_error(self, method: str, text: str, oid: int = -1) -> OneError:
+        return OneError(ACTION, f"[{method}] {text}", oid)
+
+
+def _fmt(value: float, metric: str) -> str:
+    if metric in ("CPU", "RUNNING_CPU"):
+        return f"{value:.2f}"
+    return str(int(value))
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
