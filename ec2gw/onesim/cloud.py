@@ -226,7 +226,9 @@ class Cloud:
         self, ds_id: int, name: str, ds_type: int, ds_mad: str, tm_mad: str, t: int
     ) -> Obj:
         type_name = {0: "IMAGE_DS", 1: "SYSTEM_DS", 2: "FILE_DS"}[ds_type]
-        template: list[list[Any]] = [["ALLOW_ORPHANS", "NO"], ["DISK_TYPE", "FILE"]]
+        template: list[list[Any]] = [["ALLOW_ORPHANS", "NO"]]
+        if ds_type != 2:
+            template.append(["DISK_TYPE", "FILE"])
         if ds_type == 1:
             template += [["DS_MIGRATE", "YES"], ["SHARED", "YES"]]
             ds_mad = "-"
@@ -454,6 +456,8 @@ class Cloud:
     def quota_xml(self, user: Obj, section: str) -> str:
         from ec2gw.onesim.template import cdata
 
+        if user["id"] == 0:  # oneadmin is never accounted
+            return f"<{section}></{section}>"
         if section == "VM_QUOTA":
             limits = user.get("quota", {}).get("VM", {})
             usage = self.vm_usage(user["id"])

@@ -463,8 +463,12 @@ def group_pool(groups: list[tuple[Obj, list[int]]]) -> str:
 # --- infrastructure -----------------------------------------------------------------------
 
 
-def host(h: Obj, cluster_name: str, usage: dict[str, float], now: int) -> str:
-    """`Host::to_xml` with a dummy-driver probe (8 cores, 16 GiB, the fixture's devices)."""
+def host(
+    h: Obj, cluster_name: str, usage: dict[str, Any], now: int, monitoring: bool = True
+) -> str:
+    """`Host::to_xml` with a dummy-driver probe (8 cores, 16 GiB, the fixture's devices).
+
+    `one.host.info` adds the last monitoring record; the pool has `<MONITORING/>`."""
     cpu_usage = int(round(usage["cpu"]))
     mem_usage = int(usage["memory"])
     share = (
@@ -487,7 +491,7 @@ def host(h: Obj, cluster_name: str, usage: dict[str, float], now: int) -> str:
     )
     free_cpu = max(dummy.TOTAL_CPU - cpu_usage, 0)
     free_mem = max(dummy.TOTAL_MEM - mem_usage, 0)
-    monitoring = (
+    record = (
         e("TIMESTAMP", h.get("last_mon_time", now))
         + e("ID", h["id"])
         + "<CAPACITY>"
@@ -515,7 +519,7 @@ def host(h: Obj, cluster_name: str, usage: dict[str, float], now: int) -> str:
         + f"<HOST_SHARE>{share}</HOST_SHARE>"
         + ids("VMS", usage["vm_ids"])
         + tmpl(h).to_xml()
-        + f"<MONITORING>{monitoring}</MONITORING>"
+        + (f"<MONITORING>{record}</MONITORING>" if monitoring else "<MONITORING/>")
         + "</HOST>"
     )
 

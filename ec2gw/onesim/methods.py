@@ -559,9 +559,10 @@ def host_allocate(
     return hid
 
 
-def host_doc(cloud: Cloud, host: Obj) -> str:
+def host_doc(cloud: Cloud, host: Obj, monitoring: bool = True) -> str:
     cluster = cloud.pools["cluster"].get(host["cluster_id"], {"name": ""})
-    return documents.host(host, cluster["name"], cloud.host_usage(host["id"]), now())
+    usage = cloud.host_usage(host["id"])
+    return documents.host(host, cluster["name"], usage, now(), monitoring)
 
 
 @rpc("one.host.info", "ib", 1)
@@ -573,7 +574,7 @@ def host_info(cloud: Cloud, caller: Caller, method: str, hid: int, decrypt: bool
 def hostpool_info(cloud: Cloud, caller: Caller, method: str) -> str:
     hosts = [h for h in cloud.pools["host"].values() if cloud.visible(caller, "host", infra(h), -2)]
     hosts.sort(key=lambda h: h["id"], reverse=True)
-    return documents.pool("HOST_POOL", [host_doc(cloud, h) for h in hosts])
+    return documents.pool("HOST_POOL", [host_doc(cloud, h, monitoring=False) for h in hosts])
 
 
 @rpc("one.host.status", "ii")
@@ -1779,8 +1780,6 @@ def expand_nics(
                 value = vt.get(key) or ar["attrs"].get(key)
                 if value:
                     filled[key] = value
-            if vn["uid"] != caller.uid:
-                filled["NETWORK_UNAME"] = vn["uname"]
             for key, value in nic.items():
                 if key not in ("NETWORK", "NETWORK_ID", "NETWORK_UNAME", "NETWORK_UID"):
                     filled[key] = value
@@ -2257,7 +2256,7 @@ def vm_deploy(
             )
     if vm["state"] in (st.STOPPED, st.UNDEPLOYED):
         vm["resume_from"] = vm["state"]
-    cloud.deploy(vm, host, 0 if ds_id == -1 else ds_id, action="deploy")
+    cloud.deploy(vm, host, 0 if ds_id == -1 else ds_id)
     return vid
 
 
