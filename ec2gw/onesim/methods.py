@@ -1928,10 +1928,16 @@ def create_vm(
         vm_tmpl.add("CONTEXT", context_for(cloud, caller, vm_id, name, vm_tmpl, context))
     for rule in security_rules(cloud, vm_tmpl):
         vm_tmpl.add("SECURITY_GROUP_RULE", rule)
-    clusters = sorted(
-        {int(c) for d, _ in disks for c in d.get("CLUSTER_ID", "").split(",") if c}
-        | {int(c) for n in nics for c in n.get("CLUSTER_ID", "").split(",") if c}
-    )
+    # Every image datastore and network constrains the clusters the VM may run in.
+    cluster_sets = [
+        {int(c) for c in spec.get("CLUSTER_ID", "").split(",") if c}
+        for spec in [d for d, image in disks if image is not None] + nics
+    ]
+    clusters = sorted(set.intersection(*cluster_sets)) if cluster_sets else []
+    if cluster_sets and not clusters:
+        for nic in nics:
+            cloud.free_lease(nic, vm_id)
+        raise allocate_error("vm", method, "Incompatible cluster IDs in DISK and NIC.")
     reqs = "!(PUBLIC_CLOUD = YES) & !(PIN_POLICY = PINNED)"
     if clusters:
         cl = " | ".join(f"CLUSTER_ID = {c}" for c in clusters)
