@@ -207,6 +207,7 @@ async def _dispatch(
         scheme=request.url.scheme,
         one_client=gateway.one,
         session=gateway.sessions.for_user(key.username),
+        infra_session=gateway.sessions.admin,
     )
     result = await spec.handler(context, args)
     return serialize_response(operation, result, request_id)

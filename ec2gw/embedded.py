@@ -11,6 +11,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from ec2gw.actions.regions import region_name
 from ec2gw.auth.keys import AccessKey, KeyCipher, KeyStore
 from ec2gw.config import Settings
@@ -174,3 +176,33 @@ def write_client_files(cloud: EmbeddedCloud, key: AccessKey, region: str) -> Non
         f"aws_secret_access_key = {key.secret}\n"
     )
     cloud.credentials_file.chmod(0o600)
+
+
+class _Running:
+    """The embedded OpenNebula of a running `ec2gw serve`: nothing to stop."""
+
+    def stop(self) -> None:
+        pass
+
+
+def attach(settings: Settings, data_dir: Path) -> EmbeddedOpenNebula | _Running:
+    """Point `settings` at the embedded OpenNebula of `data_dir`, for `ec2gw keys`.
+
+    Uses the one a running `ec2gw serve` announced in `DIR/endpoint`, else starts it here
+    until `stop()`. Its server account is read from `DIR/serveradmin_auth`.
+    """
+    endpoint_file = data_dir / "endpoint"
+    auth_file = data_dir / "serveradmin_auth"
+    if endpoint_file.exists() and auth_file.exists():
+        endpoint = endpoint_file.read_text().strip()
+        try:
+            httpx.post(endpoint, content=b"", timeout=2)
+        except httpx.TransportError:
+            pass  # a stale file: `serve` is gone
+        else:
+            user, _, secret = auth_file.read_text().strip().partition(":")
+            settings.opennebula.endpoint = endpoint
+            settings.opennebula.server_user = user
+            settings.opennebula.server_secret = secret
+            return _Running()
+    return start(settings, data_dir).sim

@@ -25,6 +25,7 @@ class RequestContext:
     scheme: str
     one_client: OneClient
     session: str  # server_cipher session acting as the caller; never logged
+    infra_session: str  # the gateway's own account, for infrastructure facts only
 
     async def one(self, method: str, *args: object) -> Any:
         """Call OpenNebula as the caller."""
@@ -33,6 +34,15 @@ class RequestContext:
     async def one_doc(self, method: str, *args: object) -> documents.Element:
         """Call OpenNebula as the caller and parse the XML document it returns."""
         return documents.parse(await self.one(method, *args))
+
+    async def infrastructure(self, method: str, *args: object) -> documents.Element:
+        """Read infrastructure (host capacity) as the gateway's own account.
+
+        The one exception to "every call as the caller": a user may not be allowed to list
+        hosts, yet RunInstances must know whether the capacity is there. Only aggregate
+        capacity is derived from it; nothing of it reaches the client.
+        """
+        return documents.parse(await self.one_client.call(self.infra_session, method, *args))
 
     @property
     def uid(self) -> int:

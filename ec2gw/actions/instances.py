@@ -219,12 +219,12 @@ async def _resolve_security_groups(ctx: RequestContext, group_ids: list[str]) ->
 async def _fitting(
     ctx: RequestContext, template: documents.Element, cluster: int | None, wanted: int
 ) -> int | None:
-    """How many VMs of this size the visible hosts can still take (None: cannot tell)."""
+    """How many VMs of this size the cluster's hosts can still take (None: cannot tell)."""
     try:
-        pool = await ctx.one_doc("one.hostpool.info")
+        pool = await ctx.infrastructure("one.hostpool.info")
     except OneError as err:
         if err.code == AUTHORIZATION:
-            return None
+            return None  # the gateway's account may not list hosts: let the scheduler decide
         raise
     hosts = [
         h
@@ -232,8 +232,6 @@ async def _fitting(
         if documents.integer(h, "STATE") in (0, 1, 2)
         and (cluster is None or documents.integer(h, "CLUSTER_ID") == cluster)
     ]
-    if not hosts:
-        return None if cluster is None else 0
     cpu = round(documents.number(template, "TEMPLATE/CPU", 1.0) * 100)
     memory = documents.integer(template, "TEMPLATE/MEMORY") * 1024
     fits = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -11,6 +12,8 @@ from ec2gw.config import Settings
 from ec2gw.ec2 import filters
 from ec2gw.one import documents
 from ec2gw.protocol.errors import EC2Error
+
+SYSTEM_DATASTORE = 1  # datastore TYPE
 
 
 def slug(name: str) -> str:
@@ -32,8 +35,15 @@ async def local_region(ctx: RequestContext) -> str:
     return slug(documents.text(zone, "NAME"))
 
 
-def zone_name(region: str, cluster_name: str) -> str:
-    return f"{region}-{slug(cluster_name)}"
+def zone_name(region: str, cluster_id: int) -> str:
+    """`<region>a` for cluster 0, `b` for 1, ... `aa` after `z`, as EC2 names zones."""
+    letters, n = "", cluster_id
+    while True:
+        letters = chr(ord("a") + n % 26) + letters
+        n = n // 26 - 1
+        if n < 0:
+            break
+    return f"{region}{letters}" if region[-1:].isdigit() else f"{region}-{letters}"
 
 
 def zone_id(region: str, cluster_id: int) -> str:
@@ -88,16 +98,36 @@ ZONE_FILTERS: dict[str, filters.Extractor] = {
 }
 
 
+async def _usable_clusters(ctx: RequestContext) -> list[int]:
+    """Clusters the caller can run VMs in.
+
+    OpenNebula's default VDC gives users rights on a cluster's hosts, networks and
+    datastores, not on the cluster object, so `one.clusterpool.info` may be empty for them:
+    the system datastores and hosts they can see name their clusters.
+    """
+    hosts, datastores, clusters = await asyncio.gather(
+        ctx.one_doc("one.hostpool.info"),
+        ctx.one_doc("one.datastorepool.info"),
+        ctx.one_doc("one.clusterpool.info"),
+    )
+    found = {documents.integer(h, "CLUSTER_ID") for h in hosts.iterfind("HOST")}
+    for ds in datastores.iterfind("DATASTORE"):
+        if documents.integer(ds, "TYPE") == SYSTEM_DATASTORE:
+            found.update(int(c.text) for c in ds.iterfind("CLUSTERS/ID") if c.text.isdigit())
+    for cluster in clusters.iterfind("CLUSTER"):
+        if cluster.find("HOSTS/ID") is not None:
+            found.add(documents.integer(cluster, "ID"))
+    return sorted(found)
+
+
 async def availability_zones(ctx: RequestContext) -> list[dict[str, Any]]:
-    """Every cluster the caller can see, as an EC2 availability zone."""
-    region = await local_region(ctx)
-    pool = await ctx.one_doc("one.clusterpool.info")
+    """Every cluster the caller can use, as an EC2 availability zone."""
+    region, clusters = await asyncio.gather(local_region(ctx), _usable_clusters(ctx))
     zones = []
-    for cluster in pool.iterfind("CLUSTER"):
-        cid = documents.integer(cluster, "ID")
+    for cid in clusters:
         zones.append(
             {
-                "ZoneName": zone_name(region, documents.text(cluster, "NAME")),
+                "ZoneName": zone_name(region, cid),
                 "ZoneId": zone_id(region, cid),
                 "State": "available",
                 "OptInStatus": "opt-in-not-required",
@@ -115,7 +145,8 @@ async def availability_zones(ctx: RequestContext) -> list[dict[str, Any]]:
 
 @action(
     "DescribeAvailabilityZones",
-    opennebula="one.clusterpool.info: each cluster of the gateway's zone is an availability zone",
+    opennebula="each cluster the caller can run VMs in (hosts and system datastores it sees) "
+    "is an availability zone",
 )
 async def describe_availability_zones(
     ctx: RequestContext, params: dict[str, Any]

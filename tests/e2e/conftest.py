@@ -1,0 +1,146 @@
+"""A live gateway on a real socket, backed by the embedded OpenNebula on another socket.
+
+Both run in this process (in threads) for speed; `test_serve.py` also runs the real
+`ec2gw serve` command as a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+import uvicorn
+from botocore.config import Config
+
+from ec2gw import embedded
+from ec2gw.app import create_app
+from ec2gw.auth.keys import AccessKey
+from ec2gw.config import Settings
+from ec2gw.onesim import Lifecycle
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LiveGateway:
+    url: str
+    region: str
+    key: AccessKey
+    cloud: embedded.EmbeddedCloud
+    data_dir: Path
+
+    def client(self, key: AccessKey | None = None, **config: object):
+        key = key or self.key
+        return boto3.client(
+            "ec2",
+            endpoint_url=self.url,
+            region_name=self.region,
+            aws_access_key_id=key.access_key_id,
+            aws_secret_access_key=key.secret,
+            config=Config(retries={"max_attempts": 1}, **config),
+        )
+
+    def aws(self, *args: str, key: AccessKey | None = None) -> subprocess.CompletedProcess:
+        """Run the aws cli (v1, from PyPI) against the gateway."""
+        key = key or self.key
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": key.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": key.secret,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_MAX_ATTEMPTS": "1",
+        }
+        command = [sys.executable, "-m", "awscli", "--endpoint-url", self.url, *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    def aws_json(self, *args: str, key: AccessKey | None = None) -> dict:
+        done = self.aws(*args, "--output", "json", key=key)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout) if done.stdout.strip() else {}
+
+    def new_user(self, name: str, group: int = 1) -> AccessKey:
+        """Another OpenNebula user with an EC2 key."""
+        from ec2gw.auth.keys import KeyCipher, KeyStore
+        from ec2gw.one.client import OneClient
+        from ec2gw.one.sessions import ServerCipherSessions
+
+        settings = self.cloud.settings
+
+        async def make() -> AccessKey:
+            one = OneClient(settings.opennebula.endpoint)
+            try:
+                await one.call(
+                    self.cloud.sim.oneadmin_session,
+                    "one.user.allocate",
+                    name,
+                    "pw-" + name,
+                    "core",
+                    [group],
+                )
+                sessions = ServerCipherSessions(
+                    settings.opennebula.server_user, settings.opennebula.server_secret
+                )
+                cipher = KeyCipher(settings.opennebula.server_secret)
+                return await KeyStore(one, sessions, cipher).create(name)
+            finally:
+                await one.close()
+
+        return asyncio.run(make())
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    data_dir = tmp_path_factory.mktemp("ec2gw-data")
+    settings = Settings()
+    settings.gateway.port = free_port()
+    cloud = embedded.start(settings, data_dir, Lifecycle())
+    key = asyncio.run(embedded.seed(cloud))
+    assert key is not None
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=settings.gateway.port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "gateway did not start"
+        time.sleep(0.02)
+    region = cloud.config_file.read_text().split("region = ")[1].split()[0]
+    yield LiveGateway(
+        url=f"http://127.0.0.1:{settings.gateway.port}",
+        region=region,
+        key=key,
+        cloud=cloud,
+        data_dir=data_dir,
+    )
+    server.should_exit = True
+    thread.join(timeout=10)
+    cloud.sim.stop()
+
+
+@pytest.fixture(scope="session")
+def ec2(gateway: LiveGateway):
+    return gateway.client()

@@ -1,0 +1,132 @@
+"""The newcomer's path: `ec2gw serve`, then the printed aws command, then `ec2gw keys`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ec2gw(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ec2gw.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_serve_prints_a_working_aws_command(tmp_path):
+    port = free_port()
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "EC2GW_EMBEDDED_SCHEDULE_DELAY": "0"}
+    for name in list(env):
+        if name.startswith("AWS_"):
+            del env[name]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ec2gw.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = server.stdout.readline()
+            lines.append(line)
+            if "aws --profile" in line:
+                break
+            assert server.poll() is None, "".join(lines)
+        command = next(line.strip() for line in lines if "aws --profile" in line)
+        assert (data_dir / "credentials").exists()
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        # Run the printed line as a newcomer would, with the aws cli from PyPI.
+        words = shlex.split(command)
+        assignments = dict(w.split("=", 1) for w in words if re.match(r"^[A-Z_]+=", w))
+        argv = [w for w in words if not re.match(r"^[A-Z_]+=", w)]
+        assert argv[0] == "aws"
+        done = subprocess.run(
+            [sys.executable, "-m", "awscli", *argv[1:], "--output", "json"],
+            env={**env, **assignments},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        names = sorted(i["Name"] for i in json.loads(done.stdout)["Images"])
+        assert names == ["alpine-3.20", "debian-12", "ubuntu-24.04"]
+
+        # keys: mint, list, revoke for the demo user, against the running cloud
+        keys_env = {**env, "EC2GW_EMBEDDED_DATA_DIR": str(data_dir)}
+        created = _ec2gw("keys", "create", "demo", "--json", env=keys_env)
+        assert created.returncode == 0, created.stderr
+        key = json.loads(created.stdout)["AccessKey"]
+        listed = _ec2gw("keys", "list", "demo", env=keys_env)
+        assert key["AccessKeyId"] in listed.stdout and key["SecretAccessKey"] not in listed.stdout
+        deleted = _ec2gw("keys", "delete", key["AccessKeyId"], env=keys_env)
+        assert deleted.returncode == 0, deleted.stderr
+        assert key["AccessKeyId"] not in _ec2gw("keys", "list", env=keys_env).stdout
+        missing = _ec2gw("keys", "create", "nobody", env=keys_env)
+        assert missing.returncode == 1 and "no such OpenNebula user" in missing.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    # A second start finds its state and does not seed again.
+    again = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ec2gw.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        credentials = (data_dir / "credentials").read_text()
+        assert "aws_secret_access_key" in credentials
+    finally:
+        again.terminate()
+        again.wait(timeout=30)
