@@ -2459,8 +2459,12 @@ def vm_disksaveas(
         cloud.check_name("image", name, caller.uid, method)
     except OneError as err:
         raise OneError(ALLOCATE, err.message.replace("virtual machine", "image"), vid) from None
-    new_tmpl = Template.from_json(src["template"])
-    new_tmpl.replace("NAME", name)
+    # Like `VirtualMachineDiskSaveas`: a fresh template, not a copy of the source image's.
+    new_tmpl = Template([("NAME", name)])
+    src_tmpl = Template.from_json(src["template"])
+    for key in ("DEV_PREFIX", "DRIVER"):
+        if src_tmpl.get(key):
+            new_tmpl.replace(key, src_tmpl.get(key))
     new_tmpl.replace("SAVED_DISK_ID", str(disk_id))
     new_tmpl.replace("SAVED_IMAGE_ID", str(src["id"]))
     new_tmpl.replace("SAVED_VM_ID", str(vid))

@@ -117,8 +117,6 @@ def assert_same_shape(ours: str, theirs: str, name: str) -> None:
     assert [re.match(r"<(\w+)", i).group(1) for i in our_items] == [
         re.match(r"<(\w+)", i).group(1) for i in their_items
     ], name
-    if os.environ.get("ONESIM_DUMP"):
-        Path(os.environ["ONESIM_DUMP"], name).write_text(ours)
     their_shapes = [pool_item_shape(i) for i in their_items]
     for item in our_items:
         assert pool_item_shape(item) in their_shapes, (
