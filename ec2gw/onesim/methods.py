@@ -275,8 +275,6 @@ def user_auth_view(user: Obj) -> Obj:
 
 
 def fetch_user(cloud: Cloud, caller: Caller, uid: int, op: int, method: str) -> Obj:
-    if uid == -1:
-        uid = caller.uid
     user = cloud.get("user", uid, method)
     cloud.authorize(caller, "user", user_auth_view(user), op, method)
     return user
@@ -317,6 +315,8 @@ def user_allocate(
 
 @rpc("one.user.info", "ib", 1)
 def user_info(cloud: Cloud, caller: Caller, method: str, uid: int, decrypt: bool = False) -> str:
+    if uid == -1:  # only `info` reads -1 as "the caller" (RequestManagerInfo)
+        uid = caller.uid
     return documents.user(cloud, fetch_user(cloud, caller, uid, USE, method))
 
 
@@ -1131,10 +1131,13 @@ def template_instantiate(
     method: str,
     tid: int,
     name: str,
-    hold: bool = False,
-    extra: str = "",
+    hold: bool | None = None,
+    extra: str | None = None,
     persistent: bool = False,
 ) -> int:
+    if hold is not None and extra is None:
+        # oned <= 7.0 reads `hold` and `extra_template` together (VMTemplateInstantiate).
+        raise RpcFault(FAULT_TYPE, "Not enough parameters")
     src = cloud.fetch(caller, "template", tid, USE, method)
     tmpl = Template.from_json(src["template"])
     if extra:
@@ -1143,7 +1146,7 @@ def template_instantiate(
     tmpl.erase("NAME")
     if name:
         tmpl.add("NAME", name)
-    return create_vm(cloud, caller, "one.vm.allocate", tmpl, hold, default_name=src["name"])
+    return create_vm(cloud, caller, method, tmpl, bool(hold), default_name=src["name"])
 
 
 # --- security groups ----------------------------------------------------------------------

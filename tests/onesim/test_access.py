@@ -184,3 +184,15 @@ def test_chown_and_sharing(cloud: Cloud) -> None:
     assert alice.raw("one.image.info", image)[2] == 512
     cloud.admin("one.image.chmod", image, *SHARE)
     assert alice("one.image.info", image)
+
+
+def test_minus_one_means_self_only_for_info(cloud: Cloud) -> None:
+    alice = cloud.user("alice", "pw")
+    assert "<NAME>alice</NAME>" in alice("one.user.info", -1)
+    assert "<NAME>users</NAME>" in alice("one.group.info", -1)
+    # oned 6.10 maps -1 in `info` calls only; an update of user -1 does not exist.
+    assert alice.error("one.user.update", -1, 'A = "b"', 1)[1:4] == [
+        "[one.user.update] Error getting user [-1].",
+        1024,
+        -1,
+    ]

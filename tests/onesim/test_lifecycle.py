@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import xmlrpc.client
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,11 @@ def test_instantiate_merges_extra_template(cloud: Cloud) -> None:
     assert "<MEMORY><![CDATA[96]]></MEMORY>" in doc and "<TEMPLATE_ID><![CDATA[0]]>" in doc
     assert "<TAG><![CDATA[y]]></TAG>" in doc
     assert "<ETH0_IP><![CDATA[10.0.0.10]]></ETH0_IP>" in doc
+
+
+def test_instantiate_needs_extra_template_when_hold_is_sent(cloud: Cloud) -> None:
+    """oned 6.10 reads `hold` and `extra_template` together: three arguments are a fault."""
+    with pytest.raises(xmlrpc.client.Fault) as fault:
+        cloud.admin.raw("one.template.instantiate", 0, "x", True)
+    assert fault.value.faultCode == -501
+    assert cloud.admin("one.template.instantiate", 0, "x") >= 0
