@@ -25,13 +25,15 @@ from ec2gw.actions.context import RequestContext
 from ec2gw.auth.keys import AccessKey, KeyCipher, KeyStore
 from ec2gw.auth.verify import IncomingRequest, verify
 from ec2gw.config import Settings
-from ec2gw.one.client import OneClient
+from ec2gw.observability import Metrics
+from ec2gw.one.client import CallStats, OneClient
 from ec2gw.one.errors import OneError, to_ec2_error
 from ec2gw.one.sessions import ServerCipherSessions
 from ec2gw.protocol import model
 from ec2gw.protocol.errors import EC2Error, internal_error
 from ec2gw.protocol.parser import parse_params
 from ec2gw.protocol.serializer import serialize_error, serialize_response
+from ec2gw.throttle import Throttle
 
 log = logging.getLogger("ec2gw.request")
 
@@ -46,21 +48,26 @@ class Gateway:
     one: OneClient
     sessions: ServerCipherSessions
     keys: KeyStore
+    throttle: Throttle
+    metrics: Metrics
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Gateway:
         one_settings = settings.opennebula
         if not one_settings.endpoint or not one_settings.server_secret:
             raise ValueError("an OpenNebula endpoint and server_secret are required")
+        metrics = Metrics()
         one = OneClient(
             one_settings.endpoint,
             timeout=one_settings.timeout,
             max_connections=one_settings.max_connections,
+            stats=CallStats(metrics.observe_one_call),
         )
         sessions = ServerCipherSessions(one_settings.server_user, one_settings.server_secret)
         cipher = KeyCipher(settings.auth.key_encryption_key or one_settings.server_secret)
         keys = KeyStore(one, sessions, cipher, cache_seconds=settings.auth.key_cache_seconds)
-        return cls(settings, one, sessions, keys)
+        throttle = Throttle(settings.gateway.rate_limit, settings.gateway.rate_burst)
+        return cls(settings, one, sessions, keys, throttle, metrics)
 
 
 class _BodyTooLarge(Exception):
@@ -122,6 +129,7 @@ async def handle(gateway: Gateway, request: Request) -> Response:
     started = time.perf_counter()
     action = "-"
     access_key = "-"
+    error: str | None = None
     try:
         try:
             body = await _read_body(request, gateway.settings.gateway.max_body_bytes)
@@ -156,24 +164,35 @@ async def handle(gateway: Gateway, request: Request) -> Response:
             incoming, params, lookup, max_skew=gateway.settings.gateway.clock_skew_seconds
         )
         access_key = caller.access_key
+        if not gateway.throttle.allow(access_key):
+            raise EC2Error("RequestLimitExceeded", "Request limit exceeded.")
         result_xml = await _dispatch(gateway, request, params, caller, found["key"], request_id)
         response = _xml(result_xml, 200, request_id)
     except EC2Error as err:
+        error = err.code
         response = _error_response(err, request_id)
     except OneError as err:
         log.warning("request_id=%s OpenNebula error on %s: %s", request_id, err.method, err)
-        response = _error_response(to_ec2_error(err), request_id)
+        translated = to_ec2_error(err)
+        error = translated.code
+        response = _error_response(translated, request_id)
     except Exception:
         log.exception("request_id=%s unexpected failure in %s", request_id, action)
+        error = "InternalError"
         response = _error_response(internal_error(), request_id)
-    log.info(
-        "request_id=%s access_key=%s action=%s status=%s latency_ms=%.1f",
-        request_id,
-        access_key,
-        action,
-        response.status_code,
-        (time.perf_counter() - started) * 1000,
-    )
+    seconds = time.perf_counter() - started
+    # Only names EC2 knows become metric labels: client input must not grow the series.
+    known = action if model.operation(action) is not None else "-"
+    gateway.metrics.observe_request(known, response.status_code, error, seconds)
+    fields = {
+        "request_id": request_id,
+        "access_key": access_key,
+        "action": known,
+        "status": response.status_code,
+        "error": error or "-",
+        "latency_ms": round(seconds * 1000, 1),
+    }
+    log.info(" ".join(f"{k}={v}" for k, v in fields.items()), extra=fields)
     return response
 
 
@@ -230,6 +249,12 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     async def healthz() -> Response:
         """Liveness: the process serves HTTP."""
         return PlainTextResponse("ok\n")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics of this process."""
+        body = request.app.state.gateway.metrics.render()
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ec2gw.config import ConfigError, Settings, load_settings
+from ec2gw.observability import configure_logging
 
 log = logging.getLogger("ec2gw")
 
@@ -38,6 +39,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ec2gw.app import create_app
 
     settings = _settings(args)
+    configure_logging(settings.gateway.log_json)
     cloud = None
     if settings.embedded_mode:
         data_dir = _data_dir(settings)
@@ -60,6 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=settings.gateway.host,
             port=settings.gateway.port,
             log_level="info",
+            log_config=None,
             access_log=False,
             proxy_headers=False,
         )
@@ -218,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(json_lines=False)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

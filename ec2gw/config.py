@@ -19,6 +19,8 @@ class GatewaySettings:
     zone_id: int = 0
     region_name: str = ""
     terminated_visible_seconds: int = 3600
+    rate_limit: float = 50.0
+    rate_burst: float = 100.0
     log_json: bool = False
 
 

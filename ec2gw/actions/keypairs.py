@@ -72,7 +72,7 @@ async def public_key_of(ctx: RequestContext, name: str) -> str:
 
 async def _save(ctx: RequestContext, user: documents.Element) -> None:
     """Write the caller's TEMPLATE back as a whole (merge cannot remove a vector)."""
-    await ctx.one("one.user.update", -1, documents.template_xml(user.find("TEMPLATE")), 0)
+    await ctx.one("one.user.update", ctx.uid, documents.template_xml(user.find("TEMPLATE")), 0)
 
 
 def _check_name(name: str | None) -> str:
@@ -193,7 +193,9 @@ async def _prepare(ctx: RequestContext, params: dict[str, Any]) -> tuple:
     return name, pair_tags, user
 
 
-@action("CreateKeyPair", opennebula="one.user.update(-1): EC2_KEY_PAIR vector on the user")
+@action(
+    "CreateKeyPair", opennebula="one.user.update of the caller: EC2_KEY_PAIR vector on the user"
+)
 async def create_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     key_type = params.get("KeyType") or "rsa"
     key_format = params.get("KeyFormat") or "pem"
@@ -268,7 +270,9 @@ def _load_public_key(material: bytes) -> Any:
     raise EC2Error("InvalidKey.Format", "Key is not in valid OpenSSH public key format")
 
 
-@action("ImportKeyPair", opennebula="one.user.update(-1): EC2_KEY_PAIR vector on the user")
+@action(
+    "ImportKeyPair", opennebula="one.user.update of the caller: EC2_KEY_PAIR vector on the user"
+)
 async def import_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     material = params.get("PublicKeyMaterial")
     if not material:
@@ -339,7 +343,9 @@ async def describe_key_pairs(ctx: RequestContext, params: dict[str, Any]) -> dic
     return {"KeyPairs": sorted(pairs, key=lambda p: p["KeyName"])}
 
 
-@action("DeleteKeyPair", opennebula="one.user.update(-1) without that EC2_KEY_PAIR vector")
+@action(
+    "DeleteKeyPair", opennebula="one.user.update of the caller without that EC2_KEY_PAIR vector"
+)
 async def delete_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     name, pair_id = params.get("KeyName"), params.get("KeyPairId")
     if not name and not pair_id:

@@ -82,7 +82,7 @@ async def _key_pair(ctx: RequestContext, resource_id: str) -> Tagged:
 
     async def write(new: dict[str, str]) -> None:
         vector.find("TAGS").text = json.dumps(new)
-        await ctx.one("one.user.update", -1, documents.template_xml(template), 0)
+        await ctx.one("one.user.update", ctx.uid, documents.template_xml(template), 0)
 
     return Tagged(resource_id, "key-pair", current, write)
 
