@@ -109,6 +109,10 @@ class Cloud:
             self.rules = [Rule(*r) for r in self.store.get_meta("acl", [])]
         else:
             self.bootstrap()
+            self.flush()
+        # The plaintext secrets oned keeps in ~oneadmin/.one/{one_auth,sunstone_auth}.
+        self.oneadmin_password: str = self.store.get_meta("oneadmin_password")
+        self.server_secret: str = self.store.get_meta("server_secret")
         zone = self.pools["zone"].get(0)
         if zone is not None:  # the endpoint follows the port we listen on now
             t = Template.from_json(zone["template"])
@@ -268,14 +272,6 @@ class Cloud:
         }
 
     # --- secrets ------------------------------------------------------------------------
-
-    @property
-    def oneadmin_password(self) -> str:
-        return self.store.get_meta("oneadmin_password")
-
-    @property
-    def server_secret(self) -> str:
-        return self.store.get_meta("server_secret")
 
     # --- authentication -----------------------------------------------------------------
 

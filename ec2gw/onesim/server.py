@@ -167,8 +167,10 @@ class EmbeddedOpenNebula:
 
     def handle(self, body: bytes) -> bytes:
         """One XML-RPC call to its reply (faults first, then the method)."""
+        method = "?"
         try:
             call = rpc.decode_call(body)
+            method = call.method
             delay = self.faults.delay_for(call.method)
             if delay:
                 time.sleep(delay)
@@ -182,7 +184,7 @@ class EmbeddedOpenNebula:
             return rpc.fault(err)
         except Exception:  # noqa: BLE001 - oned answers INTERNAL rather than dying
             log.exception("onesim: internal error")
-            return rpc.failure(rpc.OneError(rpc.INTERNAL, "Internal error"))
+            return rpc.failure(rpc.OneError(rpc.INTERNAL, f"[{method}] Internal error"))
 
     # --- internals ----------------------------------------------------------------------
 
