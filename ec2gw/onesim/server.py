@@ -16,9 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ec2gw.onesim import rpc
+from ec2gw.onesim.api import dispatch
 from ec2gw.onesim.cloud import Cloud, Lifecycle
 from ec2gw.onesim.faults import Faults
-from ec2gw.onesim.methods import dispatch
 
 log = logging.getLogger("ec2gw.onesim")
 

@@ -1,0 +1,219 @@
+"""`one.image.*` and `one.imagepool.info` (dummy datastore driver: every PATH is 1024 MB)."""
+
+from __future__ import annotations
+
+import time
+
+from ec2gw.onesim import documents
+from ec2gw.onesim.acl import CREATE, MANAGE, USE, Caller
+from ec2gw.onesim.api.base import (
+    Obj,
+    allocate_error,
+    list_pool,
+    new_owned,
+    parse,
+    rpc,
+    update_template,
+)
+from ec2gw.onesim.cloud import Cloud, now
+from ec2gw.onesim.rpc import (
+    ACTION,
+    OneError,
+)
+from ec2gw.onesim.template import Template
+
+IMAGE_TYPES = {"OS": 0, "CDROM": 1, "DATABLOCK": 2, "KERNEL": 3, "RAMDISK": 4, "CONTEXT": 5}
+IMAGE_TYPE_NAMES = {v: k for k, v in IMAGE_TYPES.items()}
+IMAGE_STATE_NAMES = {
+    0: "INIT",
+    1: "READY",
+    2: "USED",
+    3: "DISABLED",
+    4: "LOCKED",
+    5: "ERROR",
+    6: "CLONE",
+    7: "DELETE",
+    8: "USED_PERS",
+}
+
+
+def new_image(
+    cloud: Cloud,
+    caller: Caller,
+    method: str,
+    tmpl: Template,
+    ds: Obj,
+    size: int,
+    path: str,
+    img_type: int,
+    persistent: bool,
+) -> Obj:
+    name = tmpl.get("NAME") or ""
+    image = new_owned(cloud, caller, "image", name)
+    for key in ("NAME", "PATH", "TYPE", "PERSISTENT", "SIZE", "SOURCE", "FORMAT", "FS"):
+        tmpl.erase(key)
+    if not tmpl.get("DEV_PREFIX"):
+        tmpl.replace("DEV_PREFIX", "hd" if img_type == 1 else "sd")
+    image.update(
+        type=img_type,
+        disk_type=0 if img_type != 1 else 1,
+        persistent=int(persistent),
+        regtime=now(),
+        source="dummy_path",
+        path=path,
+        format="dummy_format" if img_type != 2 or path else "raw",
+        fs="",
+        size=size,
+        state=4,
+        prev_state=4,
+        vms=[],
+        clones=[],
+        cloning_ops=0,
+        cloning_id=-1,
+        datastore_id=ds["id"],
+        datastore=ds["name"],
+        template=tmpl.to_json(),
+        due=time.time() + cloud.lifecycle.image,
+    )
+    cloud.add("image", image)
+    ds["images"].append(image["id"])
+    cloud.touch("datastore", ds)
+    return image
+
+
+@rpc("one.image.allocate", "sib", 2)
+def image_allocate(
+    cloud: Cloud, caller: Caller, method: str, text: str, ds_id: int, skip: bool = False
+) -> int:
+    tmpl = parse(text, method)
+    ds = cloud.fetch(caller, "datastore", ds_id, USE, method)
+    cloud.authorize(caller, "image", None, CREATE, method)
+    if ds["type"] == 1:
+        raise allocate_error(
+            "image", method, "New images cannot be allocated in a system datastore."
+        )
+    name = tmpl.get("NAME") or ""
+    if not name:
+        raise allocate_error("image", method, "No NAME in template.")
+    type_name = (tmpl.get("TYPE") or "OS").upper()
+    if type_name not in IMAGE_TYPES:
+        raise allocate_error("image", method, f"Unknown type {type_name}.")
+    img_type = IMAGE_TYPES[type_name]
+    path = tmpl.get("PATH") or ""
+    if not path and not tmpl.get("SOURCE") and (img_type != 2 or not tmpl.get("SIZE")):
+        raise allocate_error(
+            "image", method, "No PATH nor SOURCE in template, or SIZE for DATABLOCK."
+        )
+    try:
+        # The dummy datastore's `stat` reports 1024 MB for every path.
+        size = 1024 if path else int(float(tmpl.get("SIZE") or 0))
+    except ValueError:
+        raise allocate_error("image", method, "Wrong SIZE.") from None
+    if not (skip and caller.is_admin):
+        free = ds["total_mb"] - cloud.datastore_used(ds_id)
+        if size > free:
+            raise OneError(ACTION, f"[{method}] Not enough space in datastore", ds_id)
+    cloud.check_name("image", name, caller.uid, method)
+    persistent = (tmpl.get("PERSISTENT") or "NO").upper() in ("YES", "TRUE", "1")
+    return new_image(cloud, caller, method, tmpl, ds, size, path, img_type, persistent)["id"]
+
+
+@rpc("one.image.info", "ib", 1)
+def image_info(cloud: Cloud, caller: Caller, method: str, iid: int, decrypt: bool = False) -> str:
+    return documents.image(cloud.fetch(caller, "image", iid, USE, method))
+
+
+@rpc("one.imagepool.info", "iii")
+def imagepool_info(
+    cloud: Cloud, caller: Caller, method: str, flag: int, start: int, end: int
+) -> str:
+    images = list_pool(cloud, caller, "image", flag, start, end, method)
+    return documents.pool("IMAGE_POOL", [documents.image(i) for i in images])
+
+
+@rpc("one.image.update", "isi", 2)
+def image_update(
+    cloud: Cloud, caller: Caller, method: str, iid: int, text: str, append: int = 0
+) -> int:
+    image = cloud.fetch(caller, "image", iid, MANAGE, method)
+    update_template(image, text, append, method)
+    cloud.touch("image", image)
+    return iid
+
+
+@rpc("one.image.delete", "ib", 1)
+def image_delete(cloud: Cloud, caller: Caller, method: str, iid: int, force: bool = False) -> int:
+    image = cloud.fetch(caller, "image", iid, MANAGE, method)
+    if image["vms"]:
+        raise OneError(
+            ACTION,
+            f"[{method}] Cannot delete image. Cannot delete image {iid}, it is being used by "
+            f"{len(image['vms'])} VMs",
+            iid,
+        )
+    ds = cloud.pools["datastore"].get(image["datastore_id"])
+    if ds and iid in ds["images"]:
+        ds["images"].remove(iid)
+        cloud.touch("datastore", ds)
+    cloud.remove("image", iid)
+    return iid
+
+
+@rpc("one.image.clone", "isi", 2)
+def image_clone(
+    cloud: Cloud, caller: Caller, method: str, iid: int, name: str, ds_id: int = -1
+) -> int:
+    src = cloud.fetch(caller, "image", iid, USE, method)
+    ds = cloud.fetch(
+        caller, "datastore", src["datastore_id"] if ds_id == -1 else ds_id, USE, method
+    )
+    cloud.authorize(caller, "image", None, CREATE, method)
+    if src["state"] not in (1, 2):
+        raise OneError(
+            ACTION, f"[{method}] Cannot clone image in state {IMAGE_STATE_NAMES[src['state']]}", iid
+        )
+    if src["size"] > ds["total_mb"] - cloud.datastore_used(ds["id"]):
+        raise OneError(ACTION, f"[{method}] Not enough space in datastore", ds["id"])
+    cloud.check_name("image", name, caller.uid, method)
+    tmpl = Template.from_json(src["template"])
+    tmpl.replace("NAME", name)
+    image = new_image(cloud, caller, method, tmpl, ds, src["size"], src["path"], src["type"], False)
+    src["clones"].append(image["id"])
+    cloud.touch("image", src)
+    return image["id"]
+
+
+@rpc("one.image.persistent", "ib")
+def image_persistent(cloud: Cloud, caller: Caller, method: str, iid: int, flag: bool) -> int:
+    image = cloud.fetch(caller, "image", iid, MANAGE, method)
+    if image["vms"]:
+        raise OneError(ACTION, f"[{method}] Cannot change persistent state of image in use", iid)
+    image["persistent"] = int(flag)
+    cloud.touch("image", image)
+    return iid
+
+
+@rpc("one.image.enable", "ib")
+def image_enable(cloud: Cloud, caller: Caller, method: str, iid: int, flag: bool) -> int:
+    image = cloud.fetch(caller, "image", iid, MANAGE, method)
+    if image["state"] not in (1, 3):
+        action = "enable" if flag else "disable"
+        raise OneError(
+            ACTION,
+            f"[{method}] Could not {action} image {iid}: Image cannot be "
+            f"{action}d in state {IMAGE_STATE_NAMES[image['state']]}",
+            iid,
+        )
+    image["prev_state"], image["state"] = image["state"], 1 if flag else 3
+    cloud.touch("image", image)
+    return iid
+
+
+@rpc("one.image.chtype", "is")
+def image_chtype(cloud: Cloud, caller: Caller, method: str, iid: int, type_name: str) -> int:
+    image = cloud.fetch(caller, "image", iid, MANAGE, method)
+    if type_name.upper() not in IMAGE_TYPES:
+        raise OneError(ACTION, f"[{method}] Unknown type {type_name}", iid)
+    image["type"] = IMAGE_TYPES[type_name.upper()]
+    cloud.touch("image", image)
+    return iid

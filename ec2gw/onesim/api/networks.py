@@ -1,0 +1,304 @@
+"""`one.vn.*` and `one.vnpool.info`: address ranges and their leases."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+
+from ec2gw.onesim import acl, documents, dummy
+from ec2gw.onesim.acl import ADMIN, CREATE, MANAGE, USE, Caller
+from ec2gw.onesim.api.base import (
+    Obj,
+    allocate_error,
+    list_pool,
+    new_owned,
+    parse,
+    rpc,
+    update_template,
+)
+from ec2gw.onesim.api.infra import cluster_of
+from ec2gw.onesim.cloud import Cloud
+from ec2gw.onesim.rpc import (
+    ACTION,
+    OneError,
+)
+from ec2gw.onesim.template import Template
+
+
+def make_ar(spec: dict[str, str], ar_id: int, method: str, error) -> Obj:
+    ar_type = spec.get("TYPE", "").upper()
+    if ar_type not in ("IP4", "ETHER"):
+        raise error(f"Unsupported address range TYPE {ar_type or '(none)'}")
+    try:
+        size = int(spec.get("SIZE", ""))
+        if size <= 0:
+            raise ValueError
+    except ValueError:
+        raise error("Wrong SIZE for address range") from None
+    attrs = {k: v for k, v in spec.items()}
+    attrs["TYPE"], attrs["SIZE"] = ar_type, str(size)
+    if ar_type == "IP4":
+        try:
+            ip = ipaddress.IPv4Address(spec.get("IP", ""))
+        except ValueError:
+            raise error("Wrong IP address for address range") from None
+        attrs["IP"] = str(ip)
+        if "MAC" not in spec:
+            attrs["MAC"] = "02:00:" + ":".join(f"{b:02x}" for b in ip.packed)
+    elif "MAC" not in spec:
+        attrs["MAC"] = "02:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(4))
+    return {"ar_id": ar_id, "attrs": attrs, "leases": {}}
+
+
+@rpc("one.vn.allocate", "si")
+def vn_allocate(cloud: Cloud, caller: Caller, method: str, text: str, cid: int) -> int:
+    tmpl = parse(text, method)
+    cloud.authorize(caller, "vnet", None, CREATE, method)
+    cluster = cluster_of(cloud, cid, method)
+
+    def error(text: str) -> OneError:
+        return allocate_error("vnet", method, text)
+
+    name = tmpl.get("NAME") or ""
+    if not name:
+        raise error("No NAME in template.")
+    vn_mad = tmpl.get("VN_MAD") or ""
+    if not vn_mad:
+        raise error("VN_MAD is mandatory.")
+    if vn_mad in ("dummy", "fw") and not tmpl.get("BRIDGE"):
+        raise error("BRIDGE is mandatory for driver dummy.")
+    cloud.check_name("vnet", name, caller.uid, method)
+    ars = [make_ar(spec, i, method, error) for i, spec in enumerate(tmpl.vectors("AR"))]
+    tmpl.erase("AR")
+    tmpl.erase("NAME")
+    defaults = {
+        "BRIDGE": "onebr" if not tmpl.get("BRIDGE") else tmpl.get("BRIDGE"),
+        "BRIDGE_TYPE": "linux",
+        "OUTER_VLAN_ID": "",
+        "PHYDEV": "",
+        "SECURITY_GROUPS": "0",
+        "VLAN_ID": "",
+    }
+    for key, value in defaults.items():
+        if not tmpl.has(key):
+            tmpl.add(key, value)
+    obj = new_owned(cloud, caller, "vnet", name)
+    obj.update(
+        clusters=[cluster["id"]],
+        state=1,
+        prev_state=1,
+        parent_network_id="",
+        template=tmpl.to_json(),
+        ars=ars,
+        next_ar=len(ars),
+        updated_vms=[],
+    )
+    cloud.add("vnet", obj)
+    cluster["vnets"].append(obj["id"])
+    cloud.touch("cluster", cluster)
+    return obj["id"]
+
+
+def vn_doc(cloud: Cloud, caller: Caller, vn: Obj, extended: bool) -> str:
+    def visible_vm(vid: int) -> bool:
+        vm = cloud.pools["vm"].get(vid)
+        return vm is not None and acl.authorize(caller, cloud.rules, "vm", vm, USE)
+
+    return documents.vnet(vn, extended, visible_vm)
+
+
+@rpc("one.vn.info", "ib", 1)
+def vn_info(cloud: Cloud, caller: Caller, method: str, vid: int, dec: bool = False) -> str:
+    return vn_doc(cloud, caller, cloud.fetch(caller, "vnet", vid, USE, method), True)
+
+
+@rpc("one.vnpool.info", "iii")
+def vnpool_info(cloud: Cloud, caller: Caller, method: str, flag: int, start: int, end: int) -> str:
+    objs = list_pool(cloud, caller, "vnet", flag, start, end, method)
+    return documents.pool("VNET_POOL", [vn_doc(cloud, caller, v, False) for v in objs])
+
+
+@rpc("one.vn.update", "isi", 2)
+def vn_update(
+    cloud: Cloud, caller: Caller, method: str, vid: int, text: str, append: int = 0
+) -> int:
+    vn = cloud.fetch(caller, "vnet", vid, MANAGE, method)
+    update_template(vn, text, append, method)
+    cloud.touch("vnet", vn)
+    return vid
+
+
+@rpc("one.vn.delete", "i")
+def vn_delete(cloud: Cloud, caller: Caller, method: str, vid: int) -> int:
+    vn = cloud.fetch(caller, "vnet", vid, MANAGE, method)
+    if any(ar["leases"] for ar in vn["ars"]):
+        raise OneError(
+            ACTION,
+            f"[{method}] Cannot delete virtual network. Can not remove a virtual network "
+            "with leases in use",
+            vid,
+        )
+    for cid in vn["clusters"]:
+        cluster = cloud.pools["cluster"].get(cid)
+        if cluster and vid in cluster["vnets"]:
+            cluster["vnets"].remove(vid)
+            cloud.touch("cluster", cluster)
+    parent = vn.get("parent_network_id")
+    if parent != "" and int(parent) in cloud.pools["vnet"]:
+        pvn = cloud.pools["vnet"][int(parent)]
+        for ar in pvn["ars"]:
+            for idx, lease in list(ar["leases"].items()):
+                if lease == {"kind": "vnet", "id": vid}:
+                    del ar["leases"][idx]
+        cloud.touch("vnet", pvn)
+    cloud.remove("vnet", vid)
+    return vid
+
+
+@rpc("one.vn.add_ar", "is")
+def vn_add_ar(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) -> int:
+    vn = cloud.fetch(caller, "vnet", vid, ADMIN, method)
+    tmpl = parse(text, method)
+
+    def error(text: str) -> OneError:
+        return OneError(ACTION, f"[{method}] {text}", vid)
+
+    specs = tmpl.vectors("AR")
+    if not specs:
+        raise error("Wrong AR definition. AR vector attribute is missing.")
+    for spec in specs:
+        vn["ars"].append(make_ar(spec, vn["next_ar"], method, error))
+        vn["next_ar"] += 1
+    cloud.touch("vnet", vn)
+    return vid
+
+
+@rpc("one.vn.rm_ar", "iib", 2)
+def vn_rm_ar(
+    cloud: Cloud, caller: Caller, method: str, vid: int, ar_id: int, force: bool = False
+) -> int:
+    vn = cloud.fetch(caller, "vnet", vid, ADMIN, method)
+    ar = next((a for a in vn["ars"] if a["ar_id"] == ar_id), None)
+    if ar is None:
+        raise OneError(ACTION, f"[{method}] Address Range {ar_id} does not exist", vid)
+    if ar["leases"] and not force:
+        raise OneError(ACTION, f"[{method}] Address Range {ar_id} has leases in use", vid)
+    vn["ars"].remove(ar)
+    cloud.touch("vnet", vn)
+    return vid
+
+
+def _lease_spec(tmpl: Template, method: str, vid: int) -> dict[str, str]:
+    spec = tmpl.vector("LEASES")
+    if spec is None or not (spec.get("IP") or spec.get("MAC")):
+        raise OneError(ACTION, f"[{method}] Wrong LEASES attribute, IP or MAC is missing", vid)
+    return spec
+
+
+def find_index(vn: Obj, spec: dict[str, str]) -> tuple[Obj, int] | None:
+    for ar in vn["ars"]:
+        if spec.get("AR_ID") not in (None, str(ar["ar_id"])):
+            continue
+        size = int(ar["attrs"]["SIZE"])
+        for index in range(size):
+            if spec.get("IP") and "IP" in ar["attrs"] and dummy.ip_at(ar, index) == spec["IP"]:
+                return ar, index
+            if spec.get("MAC") and dummy.mac_at(ar, index) == spec["MAC"].lower():
+                return ar, index
+    return None
+
+
+@rpc("one.vn.hold", "is")
+def vn_hold(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) -> int:
+    vn = cloud.fetch(caller, "vnet", vid, MANAGE, method)
+    found = find_index(vn, _lease_spec(parse(text, method), method, vid))
+    if found is None or str(found[1]) in found[0]["leases"]:
+        raise OneError(ACTION, f"[{method}] Address is not part of the network or is used", vid)
+    found[0]["leases"][str(found[1])] = {"kind": "vm", "id": -1}
+    cloud.touch("vnet", vn)
+    return vid
+
+
+@rpc("one.vn.release", "is")
+def vn_release(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) -> int:
+    vn = cloud.fetch(caller, "vnet", vid, MANAGE, method)
+    found = find_index(vn, _lease_spec(parse(text, method), method, vid))
+    if found is None or found[0]["leases"].get(str(found[1])) != {"kind": "vm", "id": -1}:
+        raise OneError(ACTION, f"[{method}] Address is not on hold", vid)
+    del found[0]["leases"][str(found[1])]
+    cloud.touch("vnet", vn)
+    return vid
+
+
+@rpc("one.vn.reserve", "is")
+def vn_reserve(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) -> int:
+    """Reserve SIZE leases of `vid` into a new vnet (NAME) or an existing one (NETWORK_ID)."""
+    parent = cloud.fetch(caller, "vnet", vid, USE, method)
+    tmpl = parse(text, method)
+
+    def error(text: str) -> OneError:
+        return OneError(ACTION, f"[{method}] {text}", vid)
+
+    try:
+        size = int(tmpl.get("SIZE") or "")
+    except ValueError:
+        raise error("Reservation SIZE must be a greater than 0") from None
+    if size <= 0:
+        raise error("Reservation SIZE must be a greater than 0")
+    spec = {k: tmpl.get(k) for k in ("IP", "MAC", "AR_ID") if tmpl.get(k)}
+    indexes: list[tuple[Obj, int]] = []
+    if "IP" in spec or "MAC" in spec:
+        found = find_index(parent, spec)
+        if found is None:
+            raise error("Not enough free addresses in an address range")
+        ar, first = found
+        indexes = [(ar, first + i) for i in range(size)]
+        if first + size > int(ar["attrs"]["SIZE"]) or any(
+            str(i) in ar["leases"] for _, i in indexes
+        ):
+            raise error("Not enough free addresses in an address range")
+    else:
+        for ar in parent["ars"]:
+            if spec.get("AR_ID") not in (None, str(ar["ar_id"])):
+                continue
+            free = [i for i in range(int(ar["attrs"]["SIZE"])) if str(i) not in ar["leases"]]
+            if len(free) >= size:
+                indexes = [(ar, i) for i in free[:size]]
+                break
+        if not indexes:
+            raise error("Not enough free addresses in an address range")
+    if tmpl.get("NETWORK_ID"):
+        target = cloud.fetch(caller, "vnet", int(tmpl.get("NETWORK_ID")), MANAGE, method)
+    else:
+        name = tmpl.get("NAME") or ""
+        if not name:
+            raise error("NAME for the reservation has to be set")
+        cloud.check_name("vnet", name, caller.uid, method)
+        target = new_owned(cloud, caller, "vnet", name)
+        target.update(
+            clusters=list(parent["clusters"]),
+            state=1,
+            prev_state=1,
+            parent_network_id=str(vid),
+            template=list(parent["template"]),
+            ars=[],
+            next_ar=0,
+            updated_vms=[],
+        )
+        cloud.add("vnet", target)
+        for cid in parent["clusters"]:
+            if cid in cloud.pools["cluster"]:
+                cloud.pools["cluster"][cid]["vnets"].append(target["id"])
+                cloud.touch("cluster", cloud.pools["cluster"][cid])
+    ar, first = indexes[0]
+    attrs = {k: v for k, v in ar["attrs"].items() if k in ("TYPE",)}
+    attrs.update(SIZE=str(size), MAC=dummy.mac_at(ar, first), PARENT_NETWORK_AR_ID=str(ar["ar_id"]))
+    if "IP" in ar["attrs"]:
+        attrs["IP"] = dummy.ip_at(ar, first)
+    target["ars"].append({"ar_id": target["next_ar"], "attrs": attrs, "leases": {}})
+    target["next_ar"] += 1
+    for a, i in indexes:
+        a["leases"][str(i)] = {"kind": "vnet", "id": target["id"]}
+    cloud.touch("vnet", parent)
+    cloud.touch("vnet", target)
+    return target["id"]
