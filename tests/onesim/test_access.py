@@ -196,3 +196,25 @@ def test_minus_one_means_self_only_for_info(cloud: Cloud) -> None:
         1024,
         -1,
     ]
+
+
+def test_pool_filter_flags(cloud: Cloud) -> None:
+    team = cloud.admin("one.group.allocate", "team")
+    alice = cloud.user("alice", "pw", group=1)
+    carol = cloud.user("carol", "pw", group=1)
+    cloud.admin("one.user.addgroup", 3, team)
+    mine = alice("one.template.allocate", 'NAME = "a"\nCPU = 1\nMEMORY = 64')
+    shared = carol("one.template.allocate", 'NAME = "c"\nCPU = 1\nMEMORY = 64')
+    carol("one.template.chmod", shared, -1, -1, -1, 1, -1, -1, -1, -1, -1)
+    private = carol("one.template.allocate", 'NAME = "p"\nCPU = 1\nMEMORY = 64')
+
+    def ids(*args: int) -> set[int]:
+        pool = alice("one.templatepool.info", *args)
+        return {int(x.split("</ID>")[0]) for x in pool.split("<VMTEMPLATE><ID>")[1:]}
+
+    assert ids(-3, -1, -1) == {mine}
+    assert ids(-1, -1, -1) == {mine, shared}
+    assert ids(-4, -1, -1) == {mine, shared}
+    assert ids(-2, -1, -1) == {0, mine, shared}  # + the oneadmin template shared to all
+    assert ids(3, -1, -1) == {shared}  # carol's, as far as alice may see
+    assert private not in ids(-2, -1, -1)

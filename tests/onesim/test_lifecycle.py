@@ -281,3 +281,51 @@ def test_instantiate_needs_extra_template_when_hold_is_sent(cloud: Cloud) -> Non
         cloud.admin.raw("one.template.instantiate", 0, "x", True)
     assert fault.value.faultCode == -501
     assert cloud.admin("one.template.instantiate", 0, "x") >= 0
+
+
+SLOW = Lifecycle(schedule=0.15, prolog=0.15, boot=0.15, shutdown=0.15, epilog=0.15)
+
+
+def walk(one: One, vm_id: int, until: tuple[int, int], timeout: float = 10) -> list[tuple]:
+    """Every distinct (STATE, LCM_STATE) seen while polling until `until`."""
+    seen: list[tuple[int, int]] = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        current = state(one, vm_id)
+        if not seen or seen[-1] != current:
+            seen.append(current)
+        if current == until:
+            return seen
+        time.sleep(0.01)
+    raise AssertionError(f"never reached {until}: {seen}")
+
+
+@pytest.mark.parametrize(
+    ("action", "steps", "resumed"),
+    [
+        ("poweroff", [(3, 18), (8, 0)], [(3, 20), (3, 3)]),
+        ("suspend", [(3, 6), (5, 0)], [(3, 21), (3, 3)]),
+        ("stop", [(3, 5), (3, 10), (4, 0)], [(1, 0), (3, 9), (3, 22), (3, 3)]),
+        ("undeploy", [(3, 29), (3, 30), (9, 0)], [(1, 0), (3, 31), (3, 32), (3, 3)]),
+    ],
+)
+def test_transitions_of_actions_with_delays(
+    tmp_path: Path, action: str, steps: list[tuple], resumed: list[tuple]
+) -> None:
+    sim = start_sim(tmp_path, SLOW)
+    try:
+        one = One(sim.url, sim.oneadmin_session)
+        seed(one)
+        vm = one("one.vm.allocate", VM.format(name="slow", cpu=1, memory=128))
+        walk(one, vm, (3, 3))
+        one("one.vm.action", action, vm)
+        assert walk(one, vm, steps[-1]) == steps
+        host = one("one.host.info", 0)
+        frees_host = action in ("stop", "undeploy")
+        assert ("<RUNNING_VMS>0</RUNNING_VMS>" in host) == frees_host
+        one("one.vm.action", "resume", vm)
+        assert walk(one, vm, (3, 3)) == resumed
+        records = one("one.vm.info", vm).count("<HISTORY><OID>")
+        assert records == 2  # a new history record after the resume
+    finally:
+        sim.stop()
