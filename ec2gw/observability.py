@@ -39,6 +39,8 @@ def configure_logging(json_lines: bool, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every XML-RPC call to OpenNebula at INFO; the request line says enough.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
 
 
 class Metrics:

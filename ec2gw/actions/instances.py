@@ -164,6 +164,20 @@ async def _by_client_token(ctx: RequestContext, token: str) -> list[documents.El
     ]
 
 
+def _smallest(types: dict[str, documents.Element]) -> str | None:
+    """The default instance type: the smallest offered (EC2's own default is m1.small)."""
+
+    def size(name: str) -> tuple[int, int, str]:
+        t = types[name]
+        return (
+            documents.integer(t, "TEMPLATE/MEMORY"),
+            documents.integer(t, "TEMPLATE/VCPU"),
+            name,
+        )
+
+    return min(types, key=size, default=None)
+
+
 async def _resolve_image(ctx: RequestContext, image_id: str) -> documents.Element:
     one_id = ids.IMAGE.decode(image_id)
     try:
@@ -319,7 +333,7 @@ async def _launch(ctx: RequestContext, params: dict[str, Any], token: str | None
     user_data = _decode_user_data(params.get("UserData"))
     instance_tags = tags.from_specifications(params.get("TagSpecifications"), "instance")
     types = await instance_type_templates(ctx)
-    type_name = params.get("InstanceType") or next(iter(types), None)
+    type_name = params.get("InstanceType") or _smallest(types)
     if type_name not in types:
         raise invalid_value("InstanceType", type_name)
     type_template = types[type_name]

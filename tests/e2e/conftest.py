@@ -7,6 +7,8 @@ Both run in this process (in threads) for speed; `test_serve.py` also runs the r
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import json
 import os
 import socket
@@ -15,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +78,28 @@ class LiveGateway:
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout) if done.stdout.strip() else {}
 
+    @contextmanager
+    def variant(self, **overrides: object) -> Iterator[LiveGateway]:
+        """Another gateway process-alike on the same OpenNebula, with changed settings,
+        e.g. `variant(gateway__rate_limit=2, opennebula__timeout=1)`."""
+        settings = copy.deepcopy(self.cloud.settings)
+        settings.gateway.rate_limit = 0
+        for name, value in overrides.items():
+            section, option = name.split("__")
+            setattr(getattr(settings, section), option, value)
+        with serving(settings) as url:
+            yield dataclasses.replace(self, url=url)
+
+    def one(self, method: str, *args: object) -> object:
+        """Call the embedded OpenNebula as oneadmin (test set-up only)."""
+        import xmlrpc.client
+
+        reply = xmlrpc.client.ServerProxy(self.cloud.sim.url).__getattr__(method)(
+            self.cloud.sim.oneadmin_session, *args
+        )
+        assert reply[0] is True, reply
+        return reply[1]
+
     def new_user(self, name: str, group: int = 1) -> AccessKey:
         """Another OpenNebula user with an EC2 key."""
         from ec2gw.auth.keys import KeyCipher, KeyStore
@@ -105,14 +130,10 @@ class LiveGateway:
         return asyncio.run(make())
 
 
-@pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
-    data_dir = tmp_path_factory.mktemp("ec2gw-data")
-    settings = Settings()
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """Run a gateway with these settings on a free port in a thread; yield its URL."""
     settings.gateway.port = free_port()
-    cloud = embedded.start(settings, data_dir, Lifecycle())
-    key = asyncio.run(embedded.seed(cloud))
-    assert key is not None
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings),
@@ -128,16 +149,25 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
     while not server.started:
         assert time.monotonic() < deadline, "gateway did not start"
         time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{settings.gateway.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    data_dir = tmp_path_factory.mktemp("ec2gw-data")
+    settings = Settings()
+    settings.gateway.port = free_port()
+    settings.gateway.rate_limit = 0  # throttling has its own test; clients here are busy
+    cloud = embedded.start(settings, data_dir, Lifecycle())
+    key = asyncio.run(embedded.seed(cloud))
+    assert key is not None
     region = cloud.config_file.read_text().split("region = ")[1].split()[0]
-    yield LiveGateway(
-        url=f"http://127.0.0.1:{settings.gateway.port}",
-        region=region,
-        key=key,
-        cloud=cloud,
-        data_dir=data_dir,
-    )
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(settings) as url:
+        yield LiveGateway(url=url, region=region, key=key, cloud=cloud, data_dir=data_dir)
     cloud.sim.stop()
 
 
