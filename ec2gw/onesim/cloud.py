@@ -37,7 +37,7 @@ from ec2gw.onesim.rpc import (
     OneError,
 )
 from ec2gw.onesim.store import Store
-from ec2gw.onesim.template import Template
+from ec2gw.onesim.template import Template, cdata
 
 Obj = dict[str, Any]
 
@@ -351,7 +351,8 @@ class Cloud:
         if not acl.authorize(caller, self.rules, kind, obj, op):
             oid = obj["id"] if obj is not None else -1
             msg = acl.denial(kind, op, oid)
-            raise OneError(AUTHORIZATION, f"[{method}] User [{caller.uid}] : {msg}.", oid)
+            # oned leaves the reply's object id at -1 here (`Request::basic_authorization`).
+            raise OneError(AUTHORIZATION, f"[{method}] User [{caller.uid}] : {msg}.")
 
     def fetch(self, caller: Caller, kind: str, oid: int, op: int, method: str) -> Obj:
         """NO_EXISTS first, then AUTHORIZATION — as oned (existence leaks)."""
@@ -450,8 +451,6 @@ class Cloud:
                 )
 
     def quota_xml(self, user: Obj, section: str) -> str:
-        from ec2gw.onesim.template import cdata
-
         if user["id"] == 0:  # oneadmin is never accounted
             return f"<{section}></{section}>"
         if section == "VM_QUOTA":

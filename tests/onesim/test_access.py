@@ -111,7 +111,7 @@ def test_isolation_between_users_in_different_groups(cloud: Cloud) -> None:
         False,
         f"[one.vm.info] User [2] : Not authorized to perform USE VM [{b_vm}].",
         512,
-        b_vm,
+        -1,
         -1,
     ]
     assert bob.raw("one.vm.action", "terminate", a_vm)[2] == 512

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from ec2gw.onesim import acl, documents, dummy
@@ -165,7 +166,7 @@ def expand_disks(
             if disk.get("IMAGE_UNAME"):
                 filled["IMAGE_UNAME"] = disk["IMAGE_UNAME"]
             for key, value in disk.items():
-                if key not in ("IMAGE_ID", "IMAGE", "SIZE") or key == "SIZE" and image is None:
+                if key not in ("IMAGE_ID", "IMAGE", "SIZE"):
                     filled[key] = value
             if "SIZE" in disk and int(float(disk["SIZE"])) > image["size"]:
                 filled["SIZE"] = str(int(float(disk["SIZE"])))
@@ -296,8 +297,6 @@ def context_for(
     }
 
     def resolve(value: str) -> str:
-        import re
-
         def user_attr(m: re.Match) -> str:
             return user_tmpl.get(m.group(1).strip()) or ""
 
@@ -817,10 +816,9 @@ def vm_attach(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) ->
     context = tmpl.vector("CONTEXT")
     if context is not None and context.get("DISK_ID", "").isdigit():
         next_id = max(next_id, int(context["DISK_ID"]) + 1)
-    probe = Template([("DISK", disks[0])] + [("DISK", d) for d in existing])
     filled = expand_disks(cloud, caller, Template([("DISK", disks[0])]), vid, method, next_id)
     disk, image = filled[0]
-    taken = {d.get("TARGET") for _, d in probe if isinstance(d, dict) and d is not disks[0]}
+    taken = {d.get("TARGET") for d in existing}
     if disk.get("TARGET") in taken:
         prefix = disk.get("DEV_PREFIX", "sd")
         for letter in "abcdefghijklmnopqrstuvwxyz":
