@@ -152,6 +152,104 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _check(settings: Settings) -> list[tuple[bool, str]]:
+    """What `ec2gw check` reports: (ok, line) pairs."""
+    from ec2gw.actions.regions import slug
+    from ec2gw.one import documents
+    from ec2gw.one.client import OneClient
+    from ec2gw.one.errors import OneError
+    from ec2gw.one.sessions import ServerCipherSessions
+    from ec2gw.protocol.errors import EC2Error
+
+    one_settings = settings.opennebula
+    lines: list[tuple[bool, str]] = []
+    if not one_settings.server_secret:
+        return [
+            (False, "[opennebula] server_secret is empty: set it or EC2GW_OPENNEBULA_SERVER_SECRET")
+        ]
+    one = OneClient(one_settings.endpoint, timeout=min(one_settings.timeout, 10))
+    session = ServerCipherSessions(one_settings.server_user, one_settings.server_secret).admin
+    try:
+        try:
+            version = await one.call(session, "one.system.version")
+        except EC2Error:
+            return [(False, f"OpenNebula is not reachable at {one_settings.endpoint}")]
+        except OneError as err:
+            return [
+                (
+                    False,
+                    f"OpenNebula at {one_settings.endpoint} refused the server "
+                    f"account {one_settings.server_user!r}: {err.message}",
+                )
+            ]
+        lines.append((True, f"OpenNebula {version} reachable at {one_settings.endpoint}"))
+        me = documents.parse(await one.call(session, "one.user.info", -1))
+        driver = documents.text(me, "AUTH_DRIVER")
+        groups = {g.text for g in me.iterfind("GROUPS/ID")}
+        lines.append(
+            (
+                driver.startswith("server"),
+                f"server account {one_settings.server_user!r}: auth driver {driver}"
+                + ("" if driver.startswith("server") else " (must be server_cipher)"),
+            )
+        )
+        lines.append(("0" in groups, f"server account in the oneadmin group: {'0' in groups}"))
+        zone = documents.parse(await one.call(session, "one.zone.info", settings.gateway.zone_id))
+        region = settings.gateway.region_name or slug(documents.text(zone, "NAME"))
+        lines.append(
+            (
+                True,
+                f"region: {region} (zone {settings.gateway.zone_id} "
+                f"{documents.text(zone, 'NAME')!r})",
+            )
+        )
+        clusters = documents.parse(await one.call(session, "one.clusterpool.info"))
+        names = [documents.text(c, "NAME") for c in clusters.iterfind("CLUSTER")]
+        lines.append((bool(names), f"clusters (availability zones): {', '.join(names) or 'none'}"))
+        images = documents.parse(await one.call(session, "one.imagepool.info", -2, -1, -1))
+        amis = [
+            documents.text(i, "NAME")
+            for i in images.iterfind("IMAGE")
+            if documents.text(i, "TYPE") == "0"
+        ]
+        lines.append((bool(amis), f"OS images (AMIs): {len(amis)}: {', '.join(amis[:10])}"))
+        vnets = documents.parse(await one.call(session, "one.vnpool.info", -2, -1, -1))
+        nets = [documents.text(v, "NAME") for v in vnets.iterfind("VNET")]
+        lines.append((bool(nets), f"networks (subnets): {', '.join(nets) or 'none'}"))
+        templates = documents.parse(await one.call(session, "one.templatepool.info", -2, -1, -1))
+        types = sorted(
+            {
+                documents.text(t, "TEMPLATE/EC2_INSTANCE_TYPE")
+                for t in templates.iterfind("VMTEMPLATE")
+            }
+            - {""}
+        )
+        lines.append((bool(types), f"instance types: {', '.join(types) or 'none'}"))
+    finally:
+        await one.close()
+    return lines
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    print("configuration: ok")
+    if settings.embedded_mode:
+        data_dir = _data_dir(settings)
+        print(f"no [opennebula] endpoint: `ec2gw serve` runs the embedded OpenNebula in {data_dir}")
+        from ec2gw import embedded
+
+        attached = embedded.attach(settings, data_dir)
+        try:
+            lines = asyncio.run(_check(settings))
+        finally:
+            attached.stop()
+    else:
+        lines = asyncio.run(_check(settings))
+    for ok, line in lines:
+        print(("ok      " if ok else "PROBLEM ") + line)
+    return 0 if all(ok for ok, _ in lines) else 1
+
+
 def actions_table() -> str:
     from ec2gw.actions.registry import all_actions
 
@@ -213,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("key")
     common(delete)
     keys.set_defaults(func=cmd_keys)
+
+    check = sub.add_parser("check", help="validate the configuration and what OpenNebula offers")
+    common(check)
+    check.set_defaults(func=cmd_check)
 
     actions = sub.add_parser("actions", help="print the supported actions as a Markdown table")
     actions.add_argument("--readme", help="rewrite the table inside this README instead")
