@@ -28,11 +28,9 @@ from ec2gw.onesim import states as st
 from ec2gw.onesim.acl import Caller, Rule
 from ec2gw.onesim.requirements import RequirementError, matches
 from ec2gw.onesim.rpc import (
-    ACTION,
     ALLOCATE,
     AUTHENTICATION,
     AUTHORIZATION,
-    INTERNAL,
     NO_EXISTS,
     OneError,
 )
@@ -832,12 +830,6 @@ class Cloud:
             request_id=-1,
         )
         vm["history"].append(h)
-
-    def internal(self, method: str, text: str) -> OneError:
-        return OneError(INTERNAL, f"[{method}] {text}")
-
-    def action_error(self, method: str, text: str, oid: int = -1) -> OneError:
-        return OneError(ACTION, f"[{method}] {text}", oid)
 
 
 def _fmt(value: float, metric: str) -> str:

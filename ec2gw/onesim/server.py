@@ -226,7 +226,8 @@ class EmbeddedOpenNebula:
             self._relisten_timer.cancel()
             self._relisten_timer = None
         if self.faults.mode == "refuse":
-            threading.Thread(target=self._unlisten, daemon=True).start()
+            # Safe from a handler thread: serve_forever runs in its own thread.
+            self._unlisten()
             until = self.faults.until()
             if until is not None:
                 self._relisten_timer = threading.Timer(

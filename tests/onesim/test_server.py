@@ -192,3 +192,11 @@ def test_module_entry_point(tmp_path: Path) -> None:
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+def test_refuse_then_available_at_once(cloud: Cloud) -> None:
+    sim = cloud.sim
+    for _ in range(3):
+        sim.faults.unavailable("refuse")
+        sim.faults.available()
+    assert One(sim.url, sim.oneadmin_session)("one.system.version") == "6.10.5"
