@@ -257,14 +257,22 @@ def actions_table() -> str:
     return "\n".join(["| EC2 action | OpenNebula |", "| --- | --- |", *rows])
 
 
-README_START, README_END = "<!-- actions:start -->", "<!-- actions:end -->"
+def _generated_blocks() -> dict[str, str]:
+    from ec2gw.one.states import readme_table
+
+    return {"actions": actions_table(), "states": readme_table()}
 
 
 def readme_with_table(readme: str) -> str:
-    """The README with its generated actions table replaced by the current one."""
-    head, rest = readme.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    return f"{head}{README_START}\n{actions_table()}\n{README_END}{tail}"
+    """The README with its generated blocks (`<!-- NAME:start -->`) rewritten."""
+    for name, table in _generated_blocks().items():
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        if start not in readme:
+            continue
+        head, rest = readme.split(start, 1)
+        _, tail = rest.split(end, 1)
+        readme = f"{head}{start}\n{table}\n{end}{tail}"
+    return readme
 
 
 def cmd_actions(args: argparse.Namespace) -> int:
