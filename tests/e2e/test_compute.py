@@ -299,3 +299,37 @@ def test_images_register_create_deregister(ec2, ami):
     with pytest.raises(ClientError) as err:
         ec2.describe_images(ImageIds=[registered])
     assert error_of(err) == ("InvalidAMIID.NotFound", 400)
+
+
+def test_instance_attributes_and_status(ec2, ami):
+    (instance_id,) = _ids(
+        ec2.run_instances(
+            ImageId=ami, InstanceType="t3.nano", MinCount=1, MaxCount=1, DisableApiTermination=True
+        )
+    )
+    ec2.get_waiter("instance_running").wait(InstanceIds=[instance_id], WaiterConfig={"Delay": 1})
+    statuses = ec2.describe_instance_status(InstanceIds=[instance_id])["InstanceStatuses"]
+    assert statuses[0]["InstanceStatus"]["Status"] == "ok"
+    assert statuses[0]["InstanceState"]["Name"] == "running"
+    with pytest.raises(ClientError) as err:
+        ec2.terminate_instances(InstanceIds=[instance_id])
+    assert error_of(err) == ("OperationNotPermitted", 400)
+    with pytest.raises(ClientError) as err:
+        ec2.modify_instance_attribute(InstanceId=instance_id, InstanceType={"Value": "t3.small"})
+    assert error_of(err) == ("IncorrectInstanceState", 400)
+    ec2.stop_instances(InstanceIds=[instance_id])
+    ec2.get_waiter("instance_stopped").wait(InstanceIds=[instance_id], WaiterConfig={"Delay": 1})
+    assert ec2.describe_instance_status(InstanceIds=[instance_id])["InstanceStatuses"] == []
+    every = ec2.describe_instance_status(InstanceIds=[instance_id], IncludeAllInstances=True)
+    assert every["InstanceStatuses"][0]["InstanceState"]["Name"] == "stopped"
+    ec2.modify_instance_attribute(InstanceId=instance_id, InstanceType={"Value": "t3.small"})
+    ec2.modify_instance_attribute(InstanceId=instance_id, UserData={"Value": b"#cloud-config\n"})
+    attribute = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="instanceType")
+    assert attribute["InstanceType"]["Value"] == "t3.small"
+    described = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    assert described["InstanceType"] == "t3.small" and described["CpuOptions"]["CoreCount"] == 2
+    user_data = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+    assert base64.b64decode(user_data["UserData"]["Value"]) == b"#cloud-config\n"
+    assert ec2.get_console_output(InstanceId=instance_id)["InstanceId"] == instance_id
+    ec2.modify_instance_attribute(InstanceId=instance_id, DisableApiTermination={"Value": False})
+    ec2.terminate_instances(InstanceIds=[instance_id])
