@@ -746,7 +746,8 @@ async def modify_instance_attribute(ctx: RequestContext, params: dict[str, Any])
             )
         finish_dry_run(params)
         full = await ctx.one_doc("one.vm.info", vm_id)
-        context = {child.tag: child.text or "" for child in full.find("TEMPLATE/CONTEXT") or []}
+        current = full.find("TEMPLATE/CONTEXT")
+        context = {c.tag: c.text or "" for c in (current if current is not None else [])}
         context.update({"USER_DATA": base64.b64encode(raw).decode(), "USERDATA_ENCODING": "base64"})
         await ctx.one("one.vm.updateconf", vm_id, documents.template_text([("CONTEXT", context)]))
     elif name == "disableApiTermination":
