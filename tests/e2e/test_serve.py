@@ -130,3 +130,39 @@ def test_serve_prints_a_working_aws_command(tmp_path):
     finally:
         again.terminate()
         again.wait(timeout=30)
+
+
+def test_sim_command_serves_opennebula_alone(tmp_path):
+    import xmlrpc.client
+
+    port = free_port()
+    sim = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ec2gw.cli",
+            "sim",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/RPC2")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                session = (tmp_path / "one_auth").read_text().strip()
+                reply = proxy.one.system.version(session)
+                break
+            except (OSError, FileNotFoundError):
+                assert time.monotonic() < deadline and sim.poll() is None
+                time.sleep(0.1)
+        assert reply[0] is True and reply[1].startswith("6.10")
+        assert proxy.one.system.version("oneadmin:wrong")[0] is False
+    finally:
+        sim.terminate()
+        sim.wait(timeout=30)
