@@ -329,3 +329,36 @@ def test_transitions_of_actions_with_delays(
         assert records == 2  # a new history record after the resume
     finally:
         sim.stop()
+
+
+def test_reservations_hold_and_release(cloud: Cloud) -> None:
+    one = cloud.admin
+    child = one("one.vn.reserve", 0, 'NAME = "eip-1"\nSIZE = 1\nIP = "10.0.0.20"')
+    doc = one("one.vn.info", child)
+    assert "<PARENT_NETWORK_ID><![CDATA[0]]></PARENT_NETWORK_ID>" in doc
+    assert "<IP><![CDATA[10.0.0.20]]></IP>" in doc and "<SIZE><![CDATA[1]]></SIZE>" in doc
+    parent = one("one.vn.info", 0)
+    assert (
+        f"<IP><![CDATA[10.0.0.20]]></IP><MAC><![CDATA[02:00:0a:00:00:14]]></MAC><VNET><![CDATA[{child}]]></VNET>"
+        in parent
+    )
+    more = one("one.vn.reserve", 0, f"SIZE = 2\nNETWORK_ID = {child}")
+    assert more == child and one("one.vn.info", child).count("<AR>") == 2
+    vm = one(
+        "one.vm.allocate",
+        VM.format(name="e", cpu=0.1, memory=64)
+        + f'\nNIC = [ NETWORK_ID = {child}, IP = "10.0.0.20" ]',
+    )
+    assert "<IP><![CDATA[10.0.0.20]]></IP>" in one("one.vm.info", vm)
+    assert one.error("one.vn.delete", child)[2] == 2048  # leases in use
+    one("one.vm.action", "terminate-hard", vm)
+    one("one.vn.delete", child)
+    assert "<VNET><![CDATA[" not in one("one.vn.info", 0)
+    one("one.vn.hold", 0, 'LEASES = [ IP = "10.0.0.15" ]')
+    assert "<VM><![CDATA[-1]]></VM>" in one("one.vn.info", 0)
+    one("one.vn.release", 0, 'LEASES = [ IP = "10.0.0.15" ]')
+    assert "<USED_LEASES>0</USED_LEASES>" in one("one.vn.info", 0)
+    one("one.vn.add_ar", 0, 'AR = [ TYPE = "IP4", IP = "10.0.1.10", SIZE = "4" ]')
+    assert one("one.vn.info", 0).count("<AR>") == 2
+    one("one.vn.rm_ar", 0, 1)
+    assert one("one.vn.info", 0).count("<AR>") == 1

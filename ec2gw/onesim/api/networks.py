@@ -101,6 +101,8 @@ def vn_allocate(cloud: Cloud, caller: Caller, method: str, text: str, cid: int) 
 
 def vn_doc(cloud: Cloud, caller: Caller, vn: Obj, extended: bool) -> str:
     def visible_vm(vid: int) -> bool:
+        if vid == -1:  # a lease on hold
+            return True
         vm = cloud.pools["vm"].get(vid)
         return vm is not None and acl.authorize(caller, cloud.rules, "vm", vm, USE)
 
