@@ -112,7 +112,7 @@ def test_capture_verifies_and_tampering_fails(case, capture):
             assert refused(replace(req, query=query)) == "AuthFailure"
     with pytest.raises(EC2Error) as err:
         _verify(req, now + 3600)
-    assert err.value.code == "RequestExpired" or caller.signature_version == "v2"
+    assert err.value.code == "RequestExpired"
 
 
 def test_skew_both_ways_is_refused():
@@ -155,3 +155,49 @@ def test_unsigned_request():
     with pytest.raises(EC2Error) as err:
         _verify(req, 0)
     assert (err.value.code, err.value.status) == ("MissingAuthenticationToken", 403)
+
+
+def _sigv2(extra: dict[str, str], secret: str = SECRET) -> tuple[IncomingRequest, dict]:
+    from ec2gw.auth.verify import sigv2_signature
+
+    params = {
+        "Action": "DescribeRegions",
+        "Version": "2016-11-15",
+        "AWSAccessKeyId": KEY,
+        "SignatureVersion": "2",
+        "SignatureMethod": "HmacSHA256",
+        **extra,
+    }
+    req = IncomingRequest("POST", "127.0.0.1:8773", "/", "", [("Host", "127.0.0.1:8773")], b"")
+    params["Signature"] = sigv2_signature(req, params, secret)
+    from urllib.parse import urlencode
+
+    body = urlencode(params).encode()
+    return replace(req, body=body), params
+
+
+def test_sigv2_expires_and_timestamp_are_enforced():
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC).timestamp()
+    ok, _ = _sigv2({"Expires": "2026-11-26T12:05:00Z"})
+    assert _verify(ok, now).signature_version == "v2"
+    stale, _ = _sigv2({"Expires": "2026-11-26T11:59:00Z"})
+    with pytest.raises(EC2Error) as err:
+        _verify(stale, now)
+    assert err.value.code == "RequestExpired"
+    old, _ = _sigv2({"Timestamp": "2026-11-26T11:40:00Z"})
+    with pytest.raises(EC2Error) as err:
+        _verify(old, now)
+    assert err.value.code == "RequestExpired"
+    sha1, _ = _sigv2({"Timestamp": "2026-11-26T12:00:00Z", "SignatureMethod": "HmacSHA1"})
+    assert _verify(sha1, now).access_key == KEY
+    for bad in (
+        {"Timestamp": "yesterday"},
+        {},
+        {"Timestamp": "2026-11-26T12:00:00Z", "SignatureMethod": "MD5"},
+    ):
+        req, _ = _sigv2(bad) if "MD5" not in str(bad) else (None, None)
+        if req is None:
+            continue
+        with pytest.raises(EC2Error) as err:
+            _verify(req, now)
+        assert 400 <= err.value.status < 500
