@@ -333,7 +333,10 @@ def test_transitions_of_actions_with_delays(
 
 def test_reservations_hold_and_release(cloud: Cloud) -> None:
     one = cloud.admin
-    child = one("one.vn.reserve", 0, 'NAME = "eip-1"\nSIZE = 1\nIP = "10.0.0.20"')
+    assert one.error("one.vn.reserve", 0, 'NAME = "x"\nSIZE = 1\nIP = "10.0.0.20"')[1] == (
+        "[one.vn.reserve] AR_ID must be specified for IP/MAC based reservations"
+    )
+    child = one("one.vn.reserve", 0, 'NAME = "eip-1"\nSIZE = 1\nAR_ID = 0\nIP = "10.0.0.20"')
     doc = one("one.vn.info", child)
     assert "<PARENT_NETWORK_ID><![CDATA[0]]></PARENT_NETWORK_ID>" in doc
     assert "<IP><![CDATA[10.0.0.20]]></IP>" in doc and "<SIZE><![CDATA[1]]></SIZE>" in doc
@@ -341,6 +344,9 @@ def test_reservations_hold_and_release(cloud: Cloud) -> None:
     assert (
         f"<IP><![CDATA[10.0.0.20]]></IP><MAC><![CDATA[02:00:0a:00:00:14]]></MAC><VNET><![CDATA[{child}]]></VNET>"
         in parent
+    )
+    assert one.error("one.vn.reserve", child, 'NAME = "y"\nSIZE = 1')[1] == (
+        "[one.vn.reserve] Cannot reserve addresses from a reserved VNET"
     )
     more = one("one.vn.reserve", 0, f"SIZE = 2\nNETWORK_ID = {child}")
     assert more == child and one("one.vn.info", child).count("<AR>") == 2

@@ -235,18 +235,48 @@ def vn_release(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) -
 @rpc("one.vn.reserve", "is")
 def vn_reserve(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) -> int:
     """Reserve SIZE leases of `vid` into a new vnet (NAME) or an existing one (NETWORK_ID)."""
-    parent = cloud.fetch(caller, "vnet", vid, USE, method)
+    parent = cloud.get("vnet", vid, method)
     tmpl = parse(text, method)
 
     def error(text: str) -> OneError:
-        return OneError(ACTION, f"[{method}] {text}", vid)
+        return OneError(ACTION, f"[{method}] {text}")
 
+    # The checks of `VirtualNetworkReserve::request_execute`, in its order.
     try:
         size = int(tmpl.get("SIZE") or "")
     except ValueError:
-        raise error("Reservation SIZE must be a greater than 0") from None
+        size = 0
     if size <= 0:
         raise error("Reservation SIZE must be a greater than 0")
+    existing: Obj | None = None
+    if tmpl.get("NETWORK_ID"):
+        try:
+            rid = int(tmpl.get("NETWORK_ID"))
+        except ValueError:
+            rid = -1
+        if rid < 0:
+            raise error("NETWORK_ID must be equal or greater than 0")
+        if rid == vid:
+            raise error("Cannot add a reservation from the same network")
+        existing = cloud.get("vnet", rid, method)
+        if existing.get("parent_network_id", "") == "":
+            raise error("Cannot add reservations to a non-reservation VNET")
+        if existing["parent_network_id"] != str(vid):
+            raise error(
+                f"New reservations for virtual network {rid} have to be from network "
+                f"{existing['parent_network_id']}"
+            )
+    elif not tmpl.get("NAME"):
+        raise error("NAME for reservation has to be set")
+    if tmpl.get("AR_ID") is not None and not tmpl.get("AR_ID", "").isdigit():
+        raise error("AR_ID must be equal or greater than 0")
+    if tmpl.get("AR_ID") is None and (tmpl.get("IP") or tmpl.get("MAC")):
+        raise error("AR_ID must be specified for IP/MAC based reservations")
+    if parent.get("parent_network_id", "") != "":
+        raise error("Cannot reserve addresses from a reserved VNET")
+    cloud.authorize(caller, "vnet", parent, USE, method)
+    if existing is not None:
+        cloud.authorize(caller, "vnet", existing, MANAGE, method)
     spec = {k: tmpl.get(k) for k in ("IP", "MAC", "AR_ID") if tmpl.get(k)}
     indexes: list[tuple[Obj, int]] = []
     if "IP" in spec or "MAC" in spec:
@@ -269,12 +299,10 @@ def vn_reserve(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) -
                 break
         if not indexes:
             raise error("Not enough free addresses in an address range")
-    if tmpl.get("NETWORK_ID"):
-        target = cloud.fetch(caller, "vnet", int(tmpl.get("NETWORK_ID")), MANAGE, method)
+    if existing is not None:
+        target = existing
     else:
         name = tmpl.get("NAME") or ""
-        if not name:
-            raise error("NAME for the reservation has to be set")
         cloud.check_name("vnet", name, caller.uid, method)
         target = new_owned(cloud, caller, "vnet", name)
         target.update(
