@@ -205,12 +205,8 @@ async def _images_by_id(ctx: RequestContext, wanted: list[str]) -> list[document
     "may use",
 )
 async def describe_images(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    pages.no_max_results_with(params, "ImageIds", "imageIdsSet")
     wanted = params.get("ImageIds")
-    if wanted and params.get("MaxResults") is not None:
-        raise EC2Error(
-            "InvalidParameterCombination",
-            "The parameter imageIdsSet cannot be used with the parameter maxResults",
-        )
     if wanted:
         documents_ = await _images_by_id(ctx, wanted)
     else:

@@ -94,6 +94,15 @@ async def my_vms(ctx: RequestContext) -> list[documents.Element]:
     return [vms[i] for i in sorted(vms)]
 
 
+async def _requested_vms(
+    ctx: RequestContext, params: dict[str, Any]
+) -> tuple[list[documents.Element], view.Zones]:
+    """The VMs a Describe call names with InstanceId.N, or all of the caller's."""
+    pages.no_max_results_with(params, "InstanceIds", "instancesSet")
+    wanted = params.get("InstanceIds")
+    return await asyncio.gather(vms_by_ids(ctx, wanted) if wanted else my_vms(ctx), zones_of(ctx))
+
+
 def _reservations(instances: list[dict[str, Any]], owner: str) -> list[dict[str, Any]]:
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for instance in instances:
@@ -110,15 +119,7 @@ def _reservations(instances: list[dict[str, Any]], owner: str) -> list[dict[str,
     "DONE ones for an hour)",
 )
 async def describe_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    wanted = params.get("InstanceIds")
-    if wanted and params.get("MaxResults") is not None:
-        raise EC2Error(
-            "InvalidParameterCombination",
-            "The parameter instancesSet cannot be used with the parameter maxResults",
-        )
-    vms, zones = await asyncio.gather(
-        vms_by_ids(ctx, wanted) if wanted else my_vms(ctx), zones_of(ctx)
-    )
+    vms, zones = await _requested_vms(ctx, params)
     finish_dry_run(params)
     instances = [view.to_instance(vm, zones) for vm in vms]
     instances = filters.apply(instances, params.get("Filters"), view.INSTANCE_FILTERS, view.tags_of)
@@ -587,15 +588,7 @@ STATUS_FILTERS: dict[str, filters.Extractor] = {
     opennebula="as DescribeInstances; UNKNOWN (host not monitored) reads as impaired",
 )
 async def describe_instance_status(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    wanted = params.get("InstanceIds")
-    if wanted and params.get("MaxResults") is not None:
-        raise EC2Error(
-            "InvalidParameterCombination",
-            "The parameter instancesSet cannot be used with the parameter maxResults",
-        )
-    vms, zones = await asyncio.gather(
-        vms_by_ids(ctx, wanted) if wanted else my_vms(ctx), zones_of(ctx)
-    )
+    vms, zones = await _requested_vms(ctx, params)
     finish_dry_run(params)
     if not params.get("IncludeAllInstances"):
         vms = [vm for vm in vms if view.state_of(vm).name == "running"]

@@ -30,6 +30,15 @@ def _bad_token() -> EC2Error:
     return EC2Error("InvalidPaginationToken", "The specified pagination token is not valid")
 
 
+def no_max_results_with(params: Mapping[str, Any], ids_member: str, wire_name: str) -> None:
+    """EC2 refuses paging when explicit ids are asked for (e.g. InstanceId.N + MaxResults)."""
+    if params.get(ids_member) and params.get("MaxResults") is not None:
+        raise EC2Error(
+            "InvalidParameterCombination",
+            f"The parameter {wire_name} cannot be used with the parameter maxResults",
+        )
+
+
 def page(
     items: Sequence[T],
     request: Mapping[str, Any],
