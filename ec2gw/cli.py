@@ -32,6 +32,16 @@ def _data_dir(settings: Settings) -> Path:
     return Path(settings.embedded.data_dir).expanduser().resolve()
 
 
+def _aws_command() -> str:
+    """`aws`, spelled so that the printed line works from another terminal too."""
+    import shutil
+
+    found = shutil.which("aws")
+    if found and Path(found).parent == Path(sys.executable).parent:
+        return found  # the aws cli installed beside ec2gw, e.g. in its virtualenv
+    return "aws"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -53,7 +63,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"(profile {embedded.PROFILE})\n\nTry:\n\n"
             f"  AWS_SHARED_CREDENTIALS_FILE={cloud.credentials_file} "
             f"AWS_CONFIG_FILE={cloud.config_file} "
-            f"aws --profile {embedded.PROFILE} --endpoint-url {url} ec2 describe-images\n",
+            f"{_aws_command()} --profile {embedded.PROFILE} --endpoint-url {url} "
+            "ec2 describe-images\n",
             flush=True,
         )
     try:
