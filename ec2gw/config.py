@@ -22,6 +22,7 @@ class GatewaySettings:
     rate_limit: float = 50.0
     rate_burst: float = 100.0
     log_json: bool = False
+    public_network: str = ""
 
 
 @dataclass

@@ -49,6 +49,15 @@ NETWORK = (
     'AR = [ TYPE = "IP4", IP = "10.0.0.10", SIZE = "240" ]'
 )
 
+# Elastic IPs come from this network (`[gateway] public_network`); TEST-NET-2 addresses.
+PUBLIC_NETWORK_NAME = "public"
+PUBLIC_NETWORK = (
+    f'NAME = "{PUBLIC_NETWORK_NAME}"\nVN_MAD = "dummy"\nBRIDGE = "br1"\n'
+    'NETWORK_ADDRESS = "198.51.100.0"\nNETWORK_MASK = "255.255.255.0"\n'
+    'GATEWAY = "198.51.100.1"\n'
+    'AR = [ TYPE = "IP4", IP = "198.51.100.10", SIZE = "200" ]'
+)
+
 
 @dataclass
 class EmbeddedCloud:
@@ -78,6 +87,8 @@ def start(settings: Settings, data_dir: Path, lifecycle: Lifecycle | None = None
     settings.opennebula.endpoint = sim.url
     settings.opennebula.server_user = sim.server_user
     settings.opennebula.server_secret = sim.server_secret
+    if not settings.gateway.public_network:
+        settings.gateway.public_network = PUBLIC_NETWORK_NAME
     return EmbeddedCloud(
         sim=sim,
         settings=settings,
@@ -118,6 +129,8 @@ async def seed(cloud: EmbeddedCloud) -> AccessKey | None:
             await _share(one, admin, "one.image.chmod", image_id)
         vnet_id = await one.call(admin, "one.vn.allocate", NETWORK, 0)
         await _share(one, admin, "one.vn.chmod", vnet_id)
+        public_id = await one.call(admin, "one.vn.allocate", PUBLIC_NETWORK, 0)
+        await _share(one, admin, "one.vn.chmod", public_id)
         for name, (vcpu, memory, cpu) in INSTANCE_TYPES.items():
             template_id = await one.call(
                 admin,

@@ -26,6 +26,8 @@ AVAILABILITY_ZONE = "EC2_AVAILABILITY_ZONE"
 DISABLE_API_TERMINATION = "EC2_DISABLE_API_TERMINATION"
 SHUTDOWN_BEHAVIOR = "EC2_SHUTDOWN_BEHAVIOR"
 HIDDEN = "EC2_HIDDEN"  # set on VMs a failed RunInstances rolled back
+# NIC attribute marking the NIC AssociateAddress attached on an Elastic IP reservation.
+ELASTIC_NIC = "EC2_ELASTIC_IP"
 
 
 @dataclass
@@ -91,28 +93,128 @@ def _state_reason(vm: documents.Element, state: states.InstanceState) -> dict[st
     return None
 
 
+def is_elastic(nic: documents.Element) -> bool:
+    return documents.text(nic, ELASTIC_NIC) == "YES"
+
+
+def elastic_nic(vm: documents.Element) -> documents.Element | None:
+    """The NIC carrying the instance's Elastic IP, if it has one."""
+    return next((n for n in vm.iterfind("TEMPLATE/NIC") if is_elastic(n)), None)
+
+
+def group_names(vm: documents.Element) -> dict[int, str]:
+    """Security group id → name, from the rules OpenNebula copied into the VM."""
+    return {
+        documents.integer(rule, "SECURITY_GROUP_ID"): documents.text(rule, "SECURITY_GROUP_NAME")
+        for rule in vm.iterfind("TEMPLATE/SECURITY_GROUP_RULE")
+    }
+
+
+def _groups(nic: documents.Element, names: dict[int, str]) -> list[dict[str, str]]:
+    groups = [int(g) for g in documents.text(nic, "SECURITY_GROUPS").split(",") if g.isdigit()]
+    return [
+        {"GroupId": ids.SECURITY_GROUP.encode(g), "GroupName": names.get(g) or str(g)}
+        for g in groups
+    ]
+
+
+def address_association(vm: documents.Element) -> dict[str, Any] | None:
+    """The Elastic IP of the instance as EC2 shows it on the primary interface."""
+    nic = elastic_nic(vm)
+    if nic is None:
+        return None
+    reservation = documents.integer(nic, "NETWORK_ID")
+    return {
+        "PublicIp": documents.text(nic, "IP"),
+        "PublicDnsName": "",
+        "IpOwnerId": ids.account_id(documents.integer(vm, "UID")),
+        "AllocationId": ids.ALLOCATION.encode(reservation),
+        "AssociationId": ids.ASSOCIATION.encode(reservation),
+    }
+
+
+def network_interfaces(vm: documents.Element, zones: Zones) -> list[dict[str, Any]]:
+    """The VM's NICs (but the Elastic IP's) as EC2 network interfaces, `eni-` + vm + NIC id.
+
+    Shaped for DescribeNetworkInterfaces; the instance view uses the same dicts (the
+    serializer keeps the members each shape has).
+    """
+    vm_id = documents.integer(vm, "ID")
+    owner = ids.account_id(documents.integer(vm, "UID"))
+    names = group_names(vm)
+    association = address_association(vm)
+    launched = _time(documents.integer(vm, "STIME"))
+    result = []
+    for index, nic in enumerate(n for n in vm.iterfind("TEMPLATE/NIC") if not is_elastic(n)):
+        nic_id = documents.integer(nic, "NIC_ID")
+        ip = documents.text(nic, "IP")
+        dns = f"ip-{ip.replace('.', '-')}.{zones.region}.compute.internal" if ip else ""
+        public = association if index == 0 else None
+        result.append(
+            {
+                "NetworkInterfaceId": ids.NETWORK_INTERFACE.encode_pair(vm_id, nic_id),
+                "SubnetId": ids.SUBNET.encode(documents.integer(nic, "NETWORK_ID")),
+                "VpcId": zones.vpc_id,
+                "AvailabilityZone": _zone(vm, zones),
+                "Description": "",
+                "OwnerId": owner,
+                "RequesterManaged": False,
+                "Status": "in-use",
+                "MacAddress": documents.text(nic, "MAC"),
+                "PrivateIpAddress": ip or None,
+                "PrivateDnsName": dns,
+                "SourceDestCheck": True,
+                "InterfaceType": "interface",
+                "Groups": _groups(nic, names),
+                "Attachment": {
+                    "AttachmentId": f"eni-attach-{vm_id:08x}{nic_id:09x}",
+                    "DeviceIndex": index,
+                    "NetworkCardIndex": 0,
+                    "Status": "attached",
+                    "AttachTime": launched,
+                    "DeleteOnTermination": True,
+                    "InstanceId": ids.INSTANCE.encode(vm_id),
+                    "InstanceOwnerId": owner,
+                },
+                "Association": public,
+                "PrivateIpAddresses": [
+                    {
+                        "Primary": True,
+                        "PrivateIpAddress": ip or None,
+                        "PrivateDnsName": dns,
+                        "Association": public,
+                    }
+                ],
+                "Ipv6Addresses": [],
+                "TagSet": [],
+            }
+        )
+    return result
+
+
 def to_instance(vm: documents.Element, zones: Zones) -> dict[str, Any]:
     """A VM document (full body: vm.info or vmpool.infoextended) as EC2's Instance."""
     state = state_of(vm)
     alive = state.name != "terminated"
-    nics = vm.findall("TEMPLATE/NIC")
+    nics = [n for n in vm.findall("TEMPLATE/NIC") if not is_elastic(n)]
     disks = vm.findall("TEMPLATE/DISK")
     private_ip = documents.text(nics[0], "IP") if nics and alive else ""
-    public_ip = next(
-        (documents.text(n, "EXTERNAL_IP") for n in nics if documents.text(n, "EXTERNAL_IP")), ""
+    elastic = elastic_nic(vm)
+    public_ip = (
+        documents.text(elastic, "IP")
+        if elastic is not None
+        else next(
+            (documents.text(n, "EXTERNAL_IP") for n in nics if documents.text(n, "EXTERNAL_IP")),
+            "",
+        )
     )
     root_prefix = documents.text(disks[0], "DEV_PREFIX", "vd") if disks else "vd"
     root_device = f"/dev/{root_prefix}a"
     launched = _time(documents.integer(vm, "STIME"))
     vcpus = max(1, documents.integer(vm, "TEMPLATE/VCPU", 1))
-    security_groups = sorted(
-        {
-            int(sg)
-            for nic in nics
-            for sg in documents.text(nic, "SECURITY_GROUPS").split(",")
-            if sg.strip().isdigit()
-        }
-    )
+    names = group_names(vm)
+    security_groups = list({g["GroupId"]: g for nic in nics for g in _groups(nic, names)}.values())
+    security_groups.sort(key=lambda g: g["GroupId"])
     image_id = documents.integer(disks[0], "IMAGE_ID", -1) if disks else -1
     network_id = documents.integer(nics[0], "NETWORK_ID", -1) if nics else -1
     tags = documents.tags(vm.find("USER_TEMPLATE"))
@@ -143,7 +245,7 @@ def to_instance(vm: documents.Element, zones: Zones) -> dict[str, Any]:
         "SubnetId": ids.SUBNET.encode(network_id) if network_id >= 0 and alive else None,
         "VpcId": zones.vpc_id if network_id >= 0 and alive else None,
         "PrivateIpAddress": private_ip or None,
-        "PublicIpAddress": public_ip or None,
+        "PublicIpAddress": (public_ip or None) if alive else None,
         "Architecture": documents.text(vm, "TEMPLATE/OS/ARCH", "x86_64") or "x86_64",
         "RootDeviceType": "ebs",
         "RootDeviceName": root_device,
@@ -163,12 +265,8 @@ def to_instance(vm: documents.Element, zones: Zones) -> dict[str, Any]:
         "Hypervisor": "xen",
         "ClientToken": user_attr(vm, CLIENT_TOKEN),
         "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
-        "SecurityGroups": [
-            {"GroupId": ids.SECURITY_GROUP.encode(sg), "GroupName": f"sg-{sg}"}
-            for sg in security_groups
-        ]
-        if alive
-        else [],
+        "SecurityGroups": security_groups if alive else [],
+        "NetworkInterfaces": network_interfaces(vm, zones) if alive else [],
         "SourceDestCheck": True,
         "EbsOptimized": False,
         "EnaSupport": False,
@@ -195,6 +293,10 @@ def _tags(instance: dict[str, Any]) -> dict[str, str]:
 
 def _iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _eni(member: str) -> filters.Extractor:
+    return lambda i: [n[member] for n in i["NetworkInterfaces"]]
 
 
 INSTANCE_FILTERS: dict[str, filters.Extractor] = {
@@ -225,6 +327,13 @@ INSTANCE_FILTERS: dict[str, filters.Extractor] = {
     "instance.group-id": lambda i: [g["GroupId"] for g in i["SecurityGroups"]],
     "instance.group-name": lambda i: [g["GroupName"] for g in i["SecurityGroups"]],
     "ip-address": lambda i: i["PublicIpAddress"],
+    "association.public-ip": lambda i: i["PublicIpAddress"],
+    "network-interface.addresses.association.public-ip": lambda i: i["PublicIpAddress"],
+    "network-interface.network-interface-id": _eni("NetworkInterfaceId"),
+    "network-interface.mac-address": _eni("MacAddress"),
+    "network-interface.subnet-id": _eni("SubnetId"),
+    "network-interface.addresses.private-ip-address": _eni("PrivateIpAddress"),
+    "network-interface.private-dns-name": _eni("PrivateDnsName"),
     "key-name": lambda i: i["KeyName"],
     "launch-index": lambda i: i["AmiLaunchIndex"],
     "launch-time": lambda i: _iso(i["LaunchTime"]),

@@ -27,6 +27,7 @@ ACTION_MODULES = (
     "keypairs",
     "tags",
     "vpc",
+    "addresses",
 )
 
 

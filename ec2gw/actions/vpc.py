@@ -8,10 +8,13 @@ each zone is that zone's default subnet, the one RunInstances uses without `Subn
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from typing import Any
 
+from ec2gw.actions import instance_view as view
 from ec2gw.actions.context import RequestContext, finish_dry_run
+from ec2gw.actions.instances import my_vms, zones_of
 from ec2gw.actions.regions import availability_zones
 from ec2gw.actions.registry import action
 from ec2gw.ec2 import filters, ids, pages
@@ -56,15 +59,44 @@ def _supernet(networks: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
     return result
 
 
+def public_network_id(ctx: RequestContext, pool: documents.Element) -> int | None:
+    """The id of `[gateway] public_network` (a name or an id) in a vnet pool, if set."""
+    wanted = ctx.settings.gateway.public_network
+    if not wanted:
+        return None
+    for vnet in pool.iterfind("VNET"):
+        if str(documents.integer(vnet, "ID", -1)) == wanted or documents.text(vnet, "NAME") == (
+            wanted
+        ):
+            return documents.integer(vnet, "ID")
+    return None
+
+
+def is_public(vnet: documents.Element, public_id: int | None) -> bool:
+    """The public network itself, or an Elastic IP reserved from it."""
+    if public_id is None:
+        return False
+    return public_id in (
+        documents.integer(vnet, "ID"),
+        documents.integer(vnet, "PARENT_NETWORK_ID", -1),
+    )
+
+
 async def subnets(ctx: RequestContext) -> list[dict[str, Any]]:
-    """Every network the caller may use, as an EC2 subnet, lowest id first."""
+    """Every network the caller may use, as an EC2 subnet, lowest id first.
+
+    The public network of Elastic IPs and the caller's reservations of it are not subnets.
+    """
     pool = await ctx.one_doc("one.vnpool.info", -2, -1, -1)
+    public_id = public_network_id(ctx, pool)
     zones = await availability_zones(ctx)
     by_cluster = {z["ClusterId"]: z for z in zones}
     result = []
     seen_zones: set[str] = set()
     vpc_id = default_vpc_id(ctx)
     for vnet in sorted(pool.iterfind("VNET"), key=lambda v: documents.integer(v, "ID")):
+        if is_public(vnet, public_id):
+            continue
         clusters = [int(c.text) for c in vnet.iterfind("CLUSTERS/ID") if (c.text or "").isdigit()]
         zone = next((by_cluster[c] for c in clusters if c in by_cluster), None)
         if zone is None:
@@ -198,3 +230,82 @@ async def describe_vpcs(ctx: RequestContext, params: dict[str, Any]) -> dict[str
     vpcs = filters.apply([vpc], params.get("Filters"), VPC_FILTERS, _tags)
     chosen, token = pages.page(vpcs, params, minimum=5, maximum=1000)
     return {"Vpcs": list(chosen), "NextToken": token}
+
+
+def _eni_tags(eni: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in eni["TagSet"]}
+
+
+def _eni_attachment(member: str) -> filters.Extractor:
+    return lambda n: n["Attachment"][member]
+
+
+def _eni_association(member: str) -> filters.Extractor:
+    return lambda n: (n["Association"] or {}).get(member)
+
+
+ENI_FILTERS: dict[str, filters.Extractor] = {
+    "addresses.private-ip-address": lambda n: n["PrivateIpAddress"],
+    "addresses.primary": lambda n: True,
+    "addresses.association.public-ip": _eni_association("PublicIp"),
+    "addresses.association.owner-id": _eni_association("IpOwnerId"),
+    "association.allocation-id": _eni_association("AllocationId"),
+    "association.association-id": _eni_association("AssociationId"),
+    "association.ip-owner-id": _eni_association("IpOwnerId"),
+    "association.public-ip": _eni_association("PublicIp"),
+    "association.public-dns-name": _eni_association("PublicDnsName"),
+    "attachment.attachment-id": _eni_attachment("AttachmentId"),
+    "attachment.attach-time": lambda n: n["Attachment"]["AttachTime"].strftime(
+        "%Y-%m-%dT%H:%M:%S.000Z"
+    ),
+    "attachment.delete-on-termination": _eni_attachment("DeleteOnTermination"),
+    "attachment.device-index": _eni_attachment("DeviceIndex"),
+    "attachment.instance-id": _eni_attachment("InstanceId"),
+    "attachment.instance-owner-id": _eni_attachment("InstanceOwnerId"),
+    "attachment.status": _eni_attachment("Status"),
+    "availability-zone": lambda n: n["AvailabilityZone"],
+    "description": lambda n: n["Description"],
+    "group-id": lambda n: [g["GroupId"] for g in n["Groups"]],
+    "group-name": lambda n: [g["GroupName"] for g in n["Groups"]],
+    "interface-type": lambda n: n["InterfaceType"],
+    "mac-address": lambda n: n["MacAddress"],
+    "network-interface-id": lambda n: n["NetworkInterfaceId"],
+    "owner-id": lambda n: n["OwnerId"],
+    "private-dns-name": lambda n: n["PrivateDnsName"],
+    "private-ip-address": lambda n: n["PrivateIpAddress"],
+    "requester-managed": lambda n: n["RequesterManaged"],
+    "source-dest-check": lambda n: n["SourceDestCheck"],
+    "status": lambda n: n["Status"],
+    "subnet-id": lambda n: n["SubnetId"],
+    "vpc-id": lambda n: n["VpcId"],
+}
+
+
+@action(
+    "DescribeNetworkInterfaces",
+    opennebula="the NICs of the caller's VMs (one.vmpool.infoextended): eni- + VM id + NIC_ID",
+)
+async def describe_network_interfaces(
+    ctx: RequestContext, params: dict[str, Any]
+) -> dict[str, Any]:
+    wanted = params.get("NetworkInterfaceIds") or []
+    for eni_id in wanted:
+        ids.NETWORK_INTERFACE.decode_pair(eni_id)
+    vms, zones = await asyncio.gather(my_vms(ctx), zones_of(ctx))
+    finish_dry_run(params)
+    found = [
+        eni
+        for vm in vms
+        if view.state_of(vm).name != "terminated"
+        for eni in view.network_interfaces(vm, zones)
+    ]
+    if wanted:
+        known = {n["NetworkInterfaceId"] for n in found}
+        missing = [w for w in wanted if w not in known]
+        if missing:
+            raise ids.NETWORK_INTERFACE.missing(missing)
+        found = [n for n in found if n["NetworkInterfaceId"] in wanted]
+    found = filters.apply(found, params.get("Filters"), ENI_FILTERS, _eni_tags)
+    found.sort(key=lambda n: n["NetworkInterfaceId"])
+    chosen, token = pages.page(found, params, minimum=5, maximum=1000)
+    return {"NetworkInterfaces": list(chosen), "NextToken": token}

@@ -32,6 +32,17 @@ class IdKind:
             raise EC2Error(self.malformed, f'Invalid id: "{ec2_id}"')
         return value
 
+    def encode_pair(self, first: int, second: int) -> str:
+        """17 hex digits naming two OpenNebula ids at once (a VM and one of its NICs)."""
+        return f"{self.prefix}-{first:08x}{second:09x}"
+
+    def decode_pair(self, ec2_id: str) -> tuple[int, int]:
+        match = _SHAPE.fullmatch(ec2_id or "")
+        if not match or match.group(1) != self.prefix or len(match.group(2)) != 17:
+            raise EC2Error(self.malformed, f'Invalid id: "{ec2_id}"')
+        digits = match.group(2)
+        return int(digits[:8], 16), int(digits[8:], 16)
+
     def missing(self, ec2_ids: list[str] | str) -> EC2Error:
         if isinstance(ec2_ids, str):
             ec2_ids = [ec2_ids]
@@ -52,6 +63,24 @@ SNAPSHOT = IdKind("snap", "InvalidSnapshotID.Malformed", "InvalidSnapshot.NotFou
 SECURITY_GROUP = IdKind("sg", "InvalidGroupId.Malformed", "InvalidGroup.NotFound", "security group")
 SUBNET = IdKind("subnet", "InvalidSubnetID.Malformed", "InvalidSubnetID.NotFound", "subnet ID")
 VPC = IdKind("vpc", "InvalidVpcID.Malformed", "InvalidVpcID.NotFound", "vpc ID")
+ALLOCATION = IdKind(
+    "eipalloc", "InvalidAllocationID.Malformed", "InvalidAllocationID.NotFound", "allocation ID"
+)
+ASSOCIATION = IdKind(
+    "eipassoc", "InvalidAssociationID.Malformed", "InvalidAssociationID.NotFound", "association ID"
+)
+NETWORK_INTERFACE = IdKind(
+    "eni",
+    "InvalidNetworkInterfaceID.Malformed",
+    "InvalidNetworkInterfaceID.NotFound",
+    "network interface ID",
+)
+SECURITY_GROUP_RULE = IdKind(
+    "sgr",
+    "InvalidSecurityGroupRuleId.Malformed",
+    "InvalidSecurityGroupRuleId.NotFound",
+    "security group rule ID",
+)
 KEY_PAIR = IdKind("key", "InvalidKeyPair.Malformed", "InvalidKeyPair.NotFound", "key pair")
 
 
