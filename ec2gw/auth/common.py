@@ -1,0 +1,98 @@
+"""Types and error helpers shared by the SigV4 and SigV2 verifiers.
+
+Error policy (one rule, so clients and operators can rely on it):
+
+* no credentials at all                      -> MissingAuthenticationToken 403 (what EC2 answers)
+* credentials present but malformed/missing  -> IncompleteSignature 400, with a message naming
+  pieces (scope, SignedHeaders, date format,    the piece, since nothing secret is involved
+  SigV2 method/version/timestamp, ...)
+* outside the time window / presign expired  -> RequestExpired 400
+* unknown key, wrong signature, body hash    -> AuthFailure 401, always the same message, so a
+  mismatch, session token                       probe learns nothing about which part failed
+                                                (the session-token refusal has its own message:
+                                                it is a configuration problem, not a forgery)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from ec2gw.protocol.errors import EC2Error, auth_failure
+
+SecretLookup = Callable[[str], Awaitable[str | None]]
+
+# Longest access key id worth a lookup; anything longer cannot be one of ours.
+MAX_ACCESS_KEY_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class IncomingRequest:
+    method: str  # "GET" / "POST"
+    host: str  # Host header exactly as received (with its port if sent)
+    path: str  # raw request path, still percent-encoded
+    query: str  # raw query string, without '?'
+    headers: list[tuple[str, str]]  # as received, duplicates kept
+    body: bytes  # raw body
+
+
+@dataclass(frozen=True)
+class Caller:
+    access_key: str
+    signature_version: str  # "v4", "v4-presigned", "v2"
+    region: str | None  # SigV4 scope region, verbatim (None for v2)
+    service: str | None  # SigV4 scope service, verbatim (None for v2)
+
+
+def incomplete(detail: str) -> EC2Error:
+    return EC2Error("IncompleteSignature", detail)
+
+
+def expired() -> EC2Error:
+    return EC2Error("RequestExpired", "Request has expired.")
+
+
+def missing_credentials() -> EC2Error:
+    return EC2Error(
+        "MissingAuthenticationToken",
+        "The request must contain either a valid (registered) AWS access key ID or X.509 "
+        "certificate.",
+        403,
+    )
+
+
+def session_token_refused() -> EC2Error:
+    return EC2Error(
+        "AuthFailure",
+        "Session tokens (X-Amz-Security-Token) are not accepted by this endpoint; "
+        "sign with a long-term access key.",
+    )
+
+
+def check_skew(signed_at: datetime, now: float, max_skew: int) -> None:
+    """RequestExpired when the signing time is more than `max_skew` seconds off, either way."""
+    if abs(signed_at.timestamp() - now) > max_skew:
+        raise expired()
+
+
+def header_values(headers: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Header values by lower-cased name, in order received, duplicates kept."""
+    values: dict[str, list[str]] = {}
+    for name, value in headers:
+        values.setdefault(name.lower(), []).append(value)
+    return values
+
+
+async def secret_for(lookup: SecretLookup, access_key: str) -> str:
+    """The key's secret, or AuthFailure (same answer as a wrong signature: no key probing)."""
+    if (
+        not access_key
+        or len(access_key) > MAX_ACCESS_KEY_LENGTH
+        or not (access_key.isascii() and access_key.isprintable())
+    ):
+        raise auth_failure()
+    secret = await lookup(access_key)
+    if not secret:
+        raise auth_failure()
+    return secret
