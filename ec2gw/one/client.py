@@ -1,6 +1,6 @@
 """Async XML-RPC client for OpenNebula (oned or the embedded one).
 
-One pooled httpx connection pool per gateway process; stdlib `xmlrpc.client` for the
+One pooled httpx connection pool per gateway process; `ec2gw.one.xmlrpc` for the
 encoding. Every call is made with a session string (`user:secret` or a server_cipher
 session) so that OpenNebula decides what the caller may see and do.
 """
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import httpx
 
 from ec2gw.one.errors import INTERNAL, OneError
+from ec2gw.one.xmlrpc import decode_reply, encode_call
 from ec2gw.protocol.errors import EC2Error, unavailable
 
 log = logging.getLogger("ec2gw.one")
@@ -59,7 +60,7 @@ class OneClient:
         when OpenNebula cannot be reached, times out, or answers garbage. The session
         string is never logged.
         """
-        body = xmlrpc.client.dumps((session, *args), method, allow_none=False).encode()
+        body = encode_call(method, (session, *args))
         started = time.perf_counter()
         ok = False
         try:
@@ -68,7 +69,7 @@ class OneClient:
                 log.warning("OpenNebula %s answered HTTP %s", method, reply.status_code)
                 raise unavailable()
             try:
-                (result,), _ = xmlrpc.client.loads(reply.content, use_builtin_types=True)
+                result = decode_reply(reply.content)
             except xmlrpc.client.Fault as fault:
                 log.error("OpenNebula fault on %s: %s", method, fault.faultString)
                 raise EC2Error("InternalError", "An internal error has occurred") from None
