@@ -10,6 +10,7 @@ from ec2gw.actions.context import RequestContext, finish_dry_run
 from ec2gw.actions.registry import action
 from ec2gw.config import Settings
 from ec2gw.ec2 import filters
+from ec2gw.ec2.cache import TTLCache
 from ec2gw.one import documents
 from ec2gw.protocol.errors import EC2Error
 
@@ -27,12 +28,22 @@ def region_name(settings: Settings, zone_id: int, zone_name: str) -> str:
     return slug(zone_name)
 
 
+# Zones and a user's clusters change rarely; asking OpenNebula on every request would
+# add four calls to each DescribeInstances. Changes show within ten seconds.
+_zone_names: TTLCache[str] = TTLCache(10)
+_zones_of_user: TTLCache[list[dict[str, Any]]] = TTLCache(10)
+
+
 async def local_region(ctx: RequestContext) -> str:
     """The region this gateway serves: its OpenNebula zone."""
     if ctx.settings.gateway.region_name:
         return ctx.settings.gateway.region_name
-    zone = await ctx.one_doc("one.zone.info", ctx.settings.gateway.zone_id)
-    return slug(documents.text(zone, "NAME"))
+    zone_id = ctx.settings.gateway.zone_id
+
+    async def load() -> str:
+        return documents.text(await ctx.one_doc("one.zone.info", zone_id), "NAME")
+
+    return slug(await _zone_names.get((ctx.one_client.endpoint, zone_id), load))
 
 
 def zone_name(region: str, cluster_id: int) -> str:
@@ -121,7 +132,13 @@ async def _usable_clusters(ctx: RequestContext) -> list[int]:
 
 
 async def availability_zones(ctx: RequestContext) -> list[dict[str, Any]]:
-    """Every cluster the caller can use, as an EC2 availability zone."""
+    """Every cluster the caller can use, as an EC2 availability zone (a fresh copy)."""
+    key = (ctx.one_client.endpoint, ctx.uid)
+    zones = await _zones_of_user.get(key, lambda: _availability_zones(ctx))
+    return [dict(zone) for zone in zones]
+
+
+async def _availability_zones(ctx: RequestContext) -> list[dict[str, Any]]:
     region, clusters = await asyncio.gather(local_region(ctx), _usable_clusters(ctx))
     zones = []
     for cid in clusters:
