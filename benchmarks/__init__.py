@@ -1,0 +1,1 @@
+"""Side-by-side measurements of ec2gw (see README, section "Benchmarks")."""

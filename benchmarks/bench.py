@@ -1,0 +1,484 @@
+"""`python -m benchmarks.bench [--quick] [--sizes 100,1000,10000]`: ec2gw side by side with
+moto_server, the raw OpenNebula call and a bare ASGI app. See README, "Benchmarks"."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks import report, servers
+from benchmarks.loadgen import Measurement, cycle_measurement, run_cycles, run_wrk, send
+from benchmarks.seed import INSTANCE_ID, Peer, ec2gw_peer, load, moto_amis_file, moto_peer
+from benchmarks.signing import HttpRequest, Target, xmlrpc_request
+from ec2gw.ec2 import ids
+from ec2gw.one.sessions import ServerCipherSessions
+
+HERE = Path(__file__).resolve().parent
+READS = (
+    "DescribeRegions",
+    "DescribeImages",
+    "DescribeInstances all",
+    "DescribeInstances one id",
+    "DescribeInstances tag filter",
+    "DescribeInstances page of 100",
+)
+POOL = 64  # pre-signed copies of a read request, replayed round robin
+
+
+@dataclass
+class Options:
+    sizes: list[int]
+    connections: int
+    seconds: float
+    max_seconds: float
+    max_requests: int
+    mutations: int
+    workers: int
+    profile: bool
+    output: Path
+    keep: bool
+
+
+def read_params(scenario: str, peer: Peer) -> tuple[str, dict[str, str]]:
+    if scenario in ("DescribeRegions", "DescribeImages"):
+        return scenario, {}
+    params = {
+        "DescribeInstances all": {},
+        "DescribeInstances one id": {"InstanceId.1": peer.first_batch[0]},
+        "DescribeInstances tag filter": {"Filter.1.Name": "tag:batch", "Filter.1.Value.1": "b0"},
+        "DescribeInstances page of 100": {"MaxResults": "100"},
+    }[scenario]
+    return "DescribeInstances", params
+
+
+def probe(request: HttpRequest, tries: int = 3) -> float:
+    """Seconds one request takes alone (best of `tries`, one try if slow); must succeed."""
+    best = float("inf")
+    with httpx.Client(timeout=600) as client:
+        for _ in range(tries):
+            started = time.perf_counter()
+            reply = send(client, request)
+            best = min(best, time.perf_counter() - started)
+            if reply.status_code != 200:
+                raise RuntimeError(f"{request.url}: {reply.status_code} {reply.text[:300]}")
+            if best > 1.0:
+                break
+    return best
+
+
+@dataclass(frozen=True)
+class Shape:
+    connections: int
+    seconds: float
+    timeout: float
+
+
+def shape(single: float, opts: Options) -> Shape:
+    """How to load a request that takes `single` seconds alone: `opts.connections`
+    connections for quick requests, fewer (at least 4) for slow ones; long enough for the
+    slowest peer to answer a few times; the wrk timeout above the queueing delay."""
+    connections = min(opts.connections, max(4, int(opts.seconds / single)))
+    if 2 * single * connections > opts.max_seconds:
+        connections = max(1, int(opts.max_seconds / (2 * single)))
+    seconds = min(max(opts.seconds, 3 * single * connections), opts.max_seconds)
+    seconds = max(seconds, min(2.5 * single, 180.0))
+    timeout = min(max(60.0, 3 * single * connections), 300.0)
+    return Shape(connections, seconds, timeout)
+
+
+def _machine_busy() -> float:
+    """CPU seconds all cores have been busy since boot (/proc/stat, first line)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / servers.CLOCK_TICKS
+
+
+def _children_cpu() -> float:
+    """CPU time of this process's finished children (the wrk runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+_METRIC = re.compile(
+    r'^(ec2gw_opennebula_call_seconds_(?:count|sum))\{method="([^"]+)",ok="(\w+)"\} (\S+)$'
+)
+
+
+def one_calls(gateway: servers.Server) -> dict[tuple[str, str], float]:
+    text = httpx.get(gateway.url + "/metrics", timeout=10).text
+    out: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if m := _METRIC.match(line):
+            kind = "count" if m.group(1).endswith("count") else "sum"
+            out[(kind, m.group(2))] = out.get((kind, m.group(2)), 0.0) + float(m.group(4))
+    return out
+
+
+def one_call_notes(
+    before: dict[tuple[str, str], float], after: dict[tuple[str, str], float], requests: int
+) -> dict[str, object]:
+    """OpenNebula calls the gateway made per EC2 request, and its time waiting on them."""
+    if not requests:
+        return {}
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    calls = {m: round(v / requests, 2) for (kind, m), v in delta.items() if kind == "count" and v}
+    wait = sum(v for (kind, _), v in delta.items() if kind == "sum")
+    return {"one_calls_per_request": calls, "one_ms_per_request": round(wait / requests * 1000, 2)}
+
+
+class Bench:
+    def __init__(self, opts: Options, work: Path) -> None:
+        self.opts = opts
+        self.work = work
+        self.logs = work / "logs"
+        self.results: list[Measurement] = []
+        self.profiles: dict[str, Any] = {}
+        self.loading: dict[str, dict[str, float]] = {}
+        self.started: list[servers.Server] = []
+
+    def start(self) -> None:
+        self.bare = self._keep(servers.start_bare(self.logs))
+        self.sim = self._keep(servers.start_sim(self.work / "opennebula", self.logs))
+        self.gateway = self._keep(servers.start_gateway(self.sim, self.logs))
+        self.moto = self._keep(
+            servers.start_moto(self.logs, moto_amis_file(self.work / "amis.json"))
+        )
+        self.ec2gw_side = {"gateway": self.gateway, "opennebula": self.sim}
+        self.ec2gw = ec2gw_peer(self.gateway, self.sim, max(self.opts.sizes) + 1000)
+        self.ref = moto_peer(self.moto)
+        sessions = ServerCipherSessions(
+            self.sim.extra["server_user"], self.sim.extra["server_secret"]
+        )
+        self.bench_session = sessions.for_user("bench")
+
+    def _keep(self, server: servers.Server) -> servers.Server:
+        self.started.append(server)
+        return server
+
+    def stop(self) -> None:
+        for server in reversed(self.started):
+            server.stop()
+
+    def log(self, text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+    def record(self, m: Measurement) -> Measurement:
+        self.results.append(m)
+        self.log(
+            f"  {m.scenario:<34} {m.target:<14} N={m.size!s:<6} c={m.connections:<3} "
+            f"{m.rps:>9.1f}/s p50 {m.p50_ms:>8.2f} ms p99 {m.p99_ms:>8.2f} ms "
+            f"n={m.requests} err={m.errors}"
+        )
+        return m
+
+    # --- scenarios --------------------------------------------------------------------
+
+    def bare_ceiling(self) -> None:
+        request = Target("bare", self.bare.url, "x", "x", "x").sign("DescribeRegions")
+        shaped = shape(probe(request), self.opts)
+        self.wrk(
+            "bare ASGI (fixed body)", "bare-asgi", None, [request], shaped, {"bare": self.bare}
+        )
+
+    def wrk(
+        self, scenario: str, target: str, size: int | None, pool: list[HttpRequest],
+        shaped: Shape, watch: dict[str, servers.Server], gateway: servers.Server | None = None,
+    ) -> Measurement:  # fmt: skip
+        """One wrk run; CPU used by each watched server (and wrk) per request in the notes."""
+        before = one_calls(gateway) if gateway else {}
+        cpu = {name: server.cpu_seconds() for name, server in watch.items()}
+        wrk_cpu, busy, started = _children_cpu(), _machine_busy(), time.monotonic()
+        m = run_wrk(
+            scenario, target, size, pool, connections=shaped.connections,
+            seconds=shaped.seconds, limit=self.opts.max_requests, timeout=shaped.timeout,
+        )  # fmt: skip
+        if m.requests:
+            used = {name: server.cpu_seconds() - cpu[name] for name, server in watch.items()}
+            used["wrk"] = _children_cpu() - wrk_cpu
+            m.notes["cpu_ms_per_request"] = {
+                name: round(seconds * 1000 / m.requests, 3) for name, seconds in used.items()
+            }
+            # Other work on the machine meanwhile (cores busy outside this benchmark).
+            others = _machine_busy() - busy - sum(used.values())
+            m.notes["other_cores_busy"] = round(others / (time.monotonic() - started), 2)
+        if gateway:
+            m.notes.update(one_call_notes(before, one_calls(gateway), m.requests))
+        return self.record(m)
+
+    def reads(self, size: int) -> dict[str, tuple[int, float]]:
+        shapes: dict[str, Shape] = {}
+        for scenario in READS:
+            pools = {}
+            for peer in (self.ec2gw, self.ref):
+                action, params = read_params(scenario, peer)
+                pools[peer.name] = peer.main.pool(action, params, POOL)
+            single = max(probe(pool[0]) for pool in pools.values())
+            shaped = shapes[scenario] = shape(single, self.opts)
+            self.wrk(scenario, "ec2gw", size, pools["ec2gw"], shaped, self.ec2gw_side, self.gateway)
+            self.wrk(scenario, "moto", size, pools["moto"], shaped, {"moto": self.moto})
+        return shapes
+
+    def raw_opennebula(self, size: int, shapes: dict[str, Shape]) -> None:
+        """The XML-RPC calls behind DescribeInstances, sent straight to OpenNebula."""
+        url = self.sim.url + "/RPC2"
+        one_id = ids.INSTANCE.decode(self.ec2gw.first_batch[0])
+        calls = {
+            "DescribeInstances all": ("one.vmpool.infoextended", (-3, -1, -1, -1)),
+            "DescribeInstances one id": ("one.vmpool.infoset", (str(one_id), True)),
+        }
+        for scenario, (method, args) in calls.items():
+            request = xmlrpc_request(url, method, self.bench_session, *args)
+            probe(request, tries=1)
+            self.wrk(
+                f"{scenario} [raw {method}]", "opennebula", size, [request], shapes[scenario],
+                {"opennebula": self.sim},
+            )  # fmt: skip
+
+    def create_tags(self, size: int) -> None:
+        count = self.opts.mutations * 4
+        for peer in (self.ec2gw, self.ref):
+            pool = [
+                peer.main.sign(
+                    "CreateTags",
+                    {
+                        "ResourceId.1": peer.first_batch[i % len(peer.first_batch)],
+                        "Tag.1.Key": "touched",
+                        "Tag.1.Value": str(i),
+                    },
+                )
+                for i in range(count)
+            ]
+            probe(pool[-1], tries=1)
+            shaped = Shape(min(self.opts.connections, 16), self.opts.seconds, 60.0)
+            watch = self.ec2gw_side if peer is self.ec2gw else {"moto": self.moto}
+            gateway = self.gateway if peer is self.ec2gw else None
+            self.wrk("CreateTags", peer.name, size, pool, shaped, watch, gateway)
+
+    def launch_cycles(self, size: int) -> None:
+        import asyncio
+
+        connections = 4
+        for peer in (self.ec2gw, self.ref):
+            target = peer.mutate
+            params = {
+                "ImageId": peer.image_id,
+                "InstanceType": peer.instance_type,
+                "MinCount": "1",
+                "MaxCount": "1",
+            }
+            first = [
+                target.sign("RunInstances", {**params, "ClientToken": uuid.uuid4().hex})
+                for _ in range(self.opts.mutations)
+            ]
+
+            def terminate(body: bytes, target: Target = target) -> HttpRequest | None:
+                found = INSTANCE_ID.search(body)
+                if found is None:
+                    return None
+                return target.sign("TerminateInstances", {"InstanceId.1": found.group(1).decode()})
+
+            watch = self.ec2gw_side if peer is self.ec2gw else {"moto": self.moto}
+            cpu = {name: server.cpu_seconds() for name, server in watch.items()}
+            result = asyncio.run(
+                run_cycles(first, terminate, connections=connections, seconds=self.opts.max_seconds)
+            )
+            m = cycle_measurement(
+                "RunInstances+TerminateInstances (1)", peer.name, size, connections, result
+            )
+            if m.requests:
+                m.notes["cpu_ms_per_request"] = {
+                    name: round((server.cpu_seconds() - cpu[name]) * 1000 / m.requests, 3)
+                    for name, server in watch.items()
+                }
+            self.record(m)
+
+    def workers(self, size: int, shapes: dict[str, Shape]) -> None:
+        """The same reads against a gateway running `--workers N` (same OpenNebula)."""
+        many = self._keep(servers.start_gateway(self.sim, self.logs, workers=self.opts.workers))
+        peer = self.ec2gw
+        for scenario in ("DescribeRegions", "DescribeInstances one id", "DescribeInstances all"):
+            action, params = read_params(scenario, peer)
+            target = Target(
+                "ec2gw", many.url, peer.main.region, peer.main.access_key, peer.main.secret_key
+            )
+            pool = target.pool(action, params, POOL)
+            probe(pool[0])
+            watch = {"gateway": many, "opennebula": self.sim}
+            self.wrk(scenario, f"ec2gw-w{self.opts.workers}", size, pool, shapes[scenario], watch)
+        many.stop()
+
+    def profile(self, size: int, scenarios: tuple[str, ...]) -> None:
+        """The gateway's hot spots under load, sampled by pyinstrument in a separate,
+        profiled gateway process (the profiler slows it; its figures are not in the table)."""
+        directory = HERE / "results" / "profiles"
+        profiled = self._keep(servers.start_gateway(self.sim, self.logs, profile_dir=directory))
+        peer = self.ec2gw
+        target = Target(
+            "ec2gw", profiled.url, peer.main.region, peer.main.access_key, peer.main.secret_key
+        )
+        try:
+            for scenario in scenarios:
+                action, params = read_params(scenario, peer)
+                pool = target.pool(action, params, POOL)
+                shaped = shape(probe(pool[0]), self.opts)
+                name = re.sub(r"[^a-z0-9]+", "-", f"{scenario} {size}".lower()).strip("-")
+                httpx.post(profiled.url + "/_bench/profile/start", timeout=10)
+                m = run_wrk(
+                    scenario, "ec2gw-profiled", size, pool,
+                    connections=shaped.connections, seconds=shaped.seconds,
+                    limit=self.opts.max_requests, timeout=shaped.timeout,
+                )  # fmt: skip
+                spots = httpx.post(
+                    profiled.url + f"/_bench/profile/stop?name={name}", timeout=120
+                ).json()
+                spots["requests"] = m.requests
+                self.profiles[name] = spots
+                self.log(
+                    f"  profiled {scenario} N={size}: {m.requests} requests -> profiles/{name}.txt"
+                )
+        finally:
+            profiled.stop()
+
+    # --- the run ----------------------------------------------------------------------
+
+    def load_both(self, size: int) -> None:
+        self.log(f"loading {size} instances into ec2gw and moto")
+        with ThreadPoolExecutor(2) as pool:
+            futures = {p.name: pool.submit(load, p, size) for p in (self.ec2gw, self.ref)}
+            took = {name: round(f.result(), 1) for name, f in futures.items()}
+        self.loading[str(size)] = took
+        self.log(f"  loaded in {took} s")
+
+    def run(self) -> None:
+        self.start()
+        self.log("bare ASGI ceiling")
+        self.bare_ceiling()
+        sizes = sorted(self.opts.sizes)
+        reference = 1000 if 1000 in sizes else sizes[0]
+        for size in sizes:
+            self.load_both(size)
+            shapes = self.reads(size)
+            self.raw_opennebula(size, shapes)
+            self.create_tags(size)
+            self.launch_cycles(size)
+            if size == reference and self.opts.workers > 1:
+                self.workers(size, shapes)
+            if self.opts.profile and size == reference:
+                self.profile(
+                    size, ("DescribeRegions", "DescribeInstances all", "DescribeInstances one id")
+                )
+            if self.opts.profile and size == sizes[-1] and size != reference:
+                self.profile(size, ("DescribeInstances one id",))
+
+
+def machine() -> dict[str, object]:
+    def version(argv: list[str]) -> str:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            return (done.stdout or done.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return "?"
+
+    from importlib.metadata import version as pkg
+
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        ),  # fmt: skip
+        "python": platform.python_version(),
+        "wrk": version(["wrk", "--version"]),
+        "packages": {
+            p: pkg(p) for p in ("ec2gw", "moto", "uvicorn", "fastapi", "botocore", "httpx")
+        },
+    }
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__)
+    parser.add_argument("--sizes", default="100,1000,10000", help="instance counts, e.g. 100,1000")
+    parser.add_argument("--quick", action="store_true", help="sizes 100 only, short runs")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of one measurement")
+    parser.add_argument("--max-seconds", type=float, default=30.0, help="cap for slow requests")
+    parser.add_argument("--max-requests", type=int, default=50_000, help="cap per measurement")
+    parser.add_argument("--mutations", type=int, default=200, help="launch/terminate cycles")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument runs")
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "latest.json")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.quick:
+        sizes, args.seconds, args.max_seconds, args.mutations = [100], 2.0, 10.0, 40
+    if any(s < 100 for s in sizes):
+        parser.error("every size must be at least 100 (lookups use the first batch of 100)")
+    return Options(
+        sizes, args.connections, args.seconds, args.max_seconds, args.max_requests,
+        args.mutations, args.workers, not args.no_profile, args.output, args.keep,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (bash benchmarks/run installs it)")
+    work = Path(tempfile.mkdtemp(prefix="ec2gw-bench-"))
+    bench = Bench(opts, work)
+    started = time.time()
+    try:
+        bench.run()
+    finally:
+        bench.stop()
+        if not opts.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"work directory and logs: {work}")
+    results = report.build(
+        [m.row() for m in bench.results],
+        profiles=bench.profiles,
+        loading=bench.loading,
+        meta={
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "wall_seconds": round(time.time() - started),
+            "options": {
+                "sizes": opts.sizes,
+                "connections": opts.connections,
+                "seconds": opts.seconds,
+                "max_seconds": opts.max_seconds,
+                "max_requests": opts.max_requests,
+                "mutations": opts.mutations,
+                "workers": opts.workers,
+            },  # fmt: skip
+            "machine": machine(),
+        },
+    )
+    opts.output.parent.mkdir(parents=True, exist_ok=True)
+    opts.output.write_text(json.dumps(results, indent=1) + "\n")
+    print(report.render(results))
+    print(f"\nwritten to {opts.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
