@@ -62,14 +62,6 @@ def missing_credentials() -> EC2Error:
     )
 
 
-def session_token_refused() -> EC2Error:
-    return EC2Error(
-        "AuthFailure",
-        "Session tokens (X-Amz-Security-Token) are not accepted by this endpoint; "
-        "sign with a long-term access key.",
-    )
-
-
 def check_skew(signed_at: datetime, now: float, max_skew: int) -> None:
     """RequestExpired when the signing time is more than `max_skew` seconds off, either way."""
     if abs(signed_at.timestamp() - now) > max_skew:

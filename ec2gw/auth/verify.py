@@ -8,10 +8,11 @@
 * `Signature`, `SignatureVersion`, … params   -> `sigv2.verify_sigv2`
 * nothing                                     -> MissingAuthenticationToken (403)
 
-Two mechanisms at once are refused rather than one of them silently preferred. Session
-tokens are refused: ec2gw issues no temporary credentials, so a token could only be one
-minted elsewhere, and accepting it while ignoring it would invite confusion about who is
-calling.
+Two mechanisms at once are refused rather than one of them silently preferred. A session
+token (`X-Amz-Security-Token`, SigV2 `SecurityToken`) is covered by the signature like any
+signed header or parameter and otherwise ignored: ec2gw issues no temporary credentials and
+the access key's secret alone proves who signed, so every real client request verifies,
+boto3 with session credentials included.
 """
 
 from __future__ import annotations
@@ -27,14 +28,12 @@ from ec2gw.auth.common import (
     header_values,
     incomplete,
     missing_credentials,
-    session_token_refused,
 )
 from ec2gw.auth.sigv2 import sigv2_signature
 
 __all__ = ["Caller", "IncomingRequest", "SecretLookup", "sigv2_signature", "verify"]
 
 _PRESIGN_MARKERS = frozenset({"X-Amz-Algorithm", "X-Amz-Signature", "X-Amz-Credential"})
-_TOKEN_PARAMS = frozenset({"X-Amz-Security-Token", "SecurityToken"})
 
 
 async def verify(
@@ -57,8 +56,6 @@ async def verify(
     query_names = {key for key, _ in query_pairs}
     param_names = {key for key, _ in params}
 
-    if "x-amz-security-token" in headers or (query_names | param_names) & _TOKEN_PARAMS:
-        raise session_token_refused()
     presigned = bool(query_names & _PRESIGN_MARKERS)
     if authorization:
         if len(authorization) > 1 or presigned:
