@@ -32,6 +32,13 @@ def region_name(settings: Settings, zone_id: int, zone_name: str) -> str:
 # add four calls to each DescribeInstances. Changes show within ten seconds.
 _zone_names: TTLCache[str] = TTLCache(10)
 _zones_of_user: TTLCache[list[dict[str, Any]]] = TTLCache(10)
+# Every user may read the zones (oned's `* ZONE/* USE` rule), so one list serves all.
+_zone_list: TTLCache[list[tuple[int, str]]] = TTLCache(10)
+
+
+async def _zones(ctx: RequestContext) -> list[tuple[int, str]]:
+    pool = await ctx.one_doc("one.zonepool.info")
+    return [(documents.integer(z, "ID"), documents.text(z, "NAME")) for z in pool.iterfind("ZONE")]
 
 
 async def local_region(ctx: RequestContext) -> str:
@@ -70,15 +77,14 @@ REGION_FILTERS: dict[str, filters.Extractor] = {
 
 @action("DescribeRegions", opennebula="one.zonepool.info: each zone is a region")
 async def describe_regions(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    pool = await ctx.one_doc("one.zonepool.info")
+    zones = await _zone_list.get(ctx.one_client.endpoint, lambda: _zones(ctx))
     finish_dry_run(params)
     regions = []
-    for zone in pool.iterfind("ZONE"):
-        zid = documents.integer(zone, "ID")
+    for zid, name in zones:
         local = zid == ctx.settings.gateway.zone_id
         regions.append(
             {
-                "RegionName": region_name(ctx.settings, zid, documents.text(zone, "NAME")),
+                "RegionName": region_name(ctx.settings, zid, name),
                 "Endpoint": ctx.endpoint if local else None,
                 "OptInStatus": "opt-in-not-required",
             }
