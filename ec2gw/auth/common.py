@@ -8,9 +8,10 @@ Error policy (one rule, so clients and operators can rely on it):
   SigV2 method/version/timestamp, ...)
 * outside the time window / presign expired  -> RequestExpired 400
 * unknown key, wrong signature, body hash    -> AuthFailure 401, always the same message, so a
-  mismatch, session token                       probe learns nothing about which part failed
-                                                (the session-token refusal has its own message:
-                                                it is a configuration problem, not a forgery)
+  mismatch                                      probe learns nothing about which part failed
+
+Malformed includes UNSIGNED-PAYLOAD / STREAMING-* payload hashes, two auth mechanisms in one
+request, a repeated SigV2 parameter, and X-Amz-Expires outside 1..604800.
 """
 
 from __future__ import annotations

@@ -29,9 +29,8 @@ from ec2gw.auth.common import (
     incomplete,
     missing_credentials,
 )
-from ec2gw.auth.sigv2 import sigv2_signature
 
-__all__ = ["Caller", "IncomingRequest", "SecretLookup", "sigv2_signature", "verify"]
+__all__ = ["Caller", "IncomingRequest", "SecretLookup", "verify"]
 
 _PRESIGN_MARKERS = frozenset({"X-Amz-Algorithm", "X-Amz-Signature", "X-Amz-Credential"})
 
