@@ -5,7 +5,8 @@ The inverse of botocore's `EC2Serializer`, driven by the operation's input shape
 * a member's wire name is its `queryName`, else its `locationName` with the first letter
   upper-cased, else the member name (`Filters` -> `Filter`, `InstanceIds` -> `InstanceId`);
 * lists are flattened as `Name.N` (`Filter.1.Value.2`); N is an ordering key, not a
-  position (libcloud starts at 0), so elements are sorted by N;
+  position (libcloud starts at 0), so elements are sorted by N; a list of scalars also
+  takes the bare `Name=v` as `Name.1=v` (libcloud's get_key_pair sends `KeyName=…`);
 * structures nest with dots (`BlockDeviceMapping.1.Ebs.VolumeSize`);
 * maps: no input shape of the ec2 model contains a map, so none are supported.
 
@@ -67,6 +68,7 @@ _INT_RANGES = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 _INT_RE = re.compile(r"[+-]?[0-9]{1,20}", re.ASCII)
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?", re.ASCII)
 _INDEX_DIGITS = len(str(MAX_LIST_INDEX)) + 2  # leading zeros allowed, huge numbers not
+_CONTAINERS = frozenset({"structure", "list", "map"})
 
 
 def unknown_parameter(name: str) -> EC2Error:
@@ -163,7 +165,12 @@ def _insert(shape: StructureShape, root: dict, key: str, value: str) -> None:
             raise unknown_parameter(_printable(key))
 
         if i == last:
-            if shape.type_name in ("structure", "list", "map"):
+            if shape.type_name == "list" and shape.member.type_name not in _CONTAINERS:
+                # `KeyName=x` for `KeyName.1=x`: EC2 takes a list of scalars without an
+                # index as its one element, and libcloud sends it so (get_key_pair).
+                node = node.setdefault(slot, _List())
+                slot, shape = 1, shape.member
+            elif shape.type_name in _CONTAINERS:
                 raise unknown_parameter(_printable(key))
             if slot in node:
                 raise EC2Error(

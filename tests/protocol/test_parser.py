@@ -72,6 +72,24 @@ def test_capture_libcloud_zero_based_create_tags() -> None:
     }
 
 
+def test_libcloud_bare_name_of_a_scalar_list_is_its_one_element() -> None:
+    # libcloud's get_key_pair sends DescribeKeyPairs with `KeyName=…`, no index.
+    assert parse("DescribeKeyPairs", ("KeyName", "k1")) == {"KeyNames": ["k1"]}
+    assert parse("DescribeInstances", ("InstanceId", "i-1"), ("InstanceId.2", "i-2")) == {
+        "InstanceIds": ["i-1", "i-2"]
+    }
+    assert parse("DescribeInstances", ("Filter.1.Name", "a"), ("Filter.1.Value", "b")) == {
+        "Filters": [{"Name": "a", "Values": ["b"]}]
+    }
+    # A list of structures still needs its index and member names.
+    for action, name in (
+        ("DescribeInstances", "Filter"),
+        ("RunInstances", "TagSpecification"),
+        ("RunInstances", "BlockDeviceMapping"),
+    ):
+        assert error_of(action, (name, "v")).code == "UnknownParameter"
+
+
 def test_boto2_old_version_is_accepted() -> None:
     result = parse("RebootInstances", ("Version", "2014-10-01"), ("InstanceId.1", "i-1"))
     assert result == {"InstanceIds": ["i-1"]}
@@ -330,7 +348,6 @@ def test_missing_nested_required_names_the_wire_path() -> None:
     [
         "Bogus",
         "instanceId.1",  # names are case-sensitive
-        "InstanceId",  # a list needs an index
         "InstanceId.1.Foo",
         "Filter.1",
         "Filter",
@@ -370,6 +387,7 @@ def test_unknown_parameter_message_is_bounded() -> None:
         [("InstanceId.1", "i-1"), ("InstanceId.01", "i-2")],
         [("Filter.1.Name", "a"), ("Filter.1.Name", "b")],
         [("MaxResults", "5"), ("MaxResults", "5")],
+        [("InstanceId", "i-1"), ("InstanceId.1", "i-2")],  # the bare name is index 1
     ],
 )
 def test_duplicate_parameter(pairs: list[tuple[str, str]]) -> None:
