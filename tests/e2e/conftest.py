@@ -100,34 +100,34 @@ class LiveGateway:
         assert reply[0] is True, reply
         return reply[1]
 
-    def new_user(self, name: str, group: int = 1) -> AccessKey:
-        """Another OpenNebula user with an EC2 key."""
+    def _with_keystore(self, work):
+        """Run `work(keystore)` against the embedded OpenNebula (test set-up only)."""
         from ec2gw.auth.keys import KeyCipher, KeyStore
         from ec2gw.one.client import OneClient
         from ec2gw.one.sessions import ServerCipherSessions
 
         settings = self.cloud.settings
 
-        async def make() -> AccessKey:
+        async def run():
             one = OneClient(settings.opennebula.endpoint)
             try:
-                await one.call(
-                    self.cloud.sim.oneadmin_session,
-                    "one.user.allocate",
-                    name,
-                    "pw-" + name,
-                    "core",
-                    [group],
-                )
                 sessions = ServerCipherSessions(
                     settings.opennebula.server_user, settings.opennebula.server_secret
                 )
                 cipher = KeyCipher(settings.opennebula.server_secret)
-                return await KeyStore(one, sessions, cipher).create(name)
+                return await work(KeyStore(one, sessions, cipher))
             finally:
                 await one.close()
 
-        return asyncio.run(make())
+        return asyncio.run(run())
+
+    def new_user(self, name: str, group: int = 1) -> AccessKey:
+        """Another OpenNebula user with an EC2 key."""
+        self.one("one.user.allocate", name, "pw-" + name, "core", [group])
+        return self._with_keystore(lambda keys: keys.create(name))
+
+    def delete_key(self, access_key_id: str) -> bool:
+        return self._with_keystore(lambda keys: keys.delete(access_key_id))
 
 
 @contextmanager

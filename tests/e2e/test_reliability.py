@@ -118,6 +118,11 @@ def test_disabled_user_and_deleted_key_stop_working(gateway):
         gateway.one("one.user.enable", key.uid, True)
         time.sleep(0.3)
         assert client.describe_regions()["Regions"]
+        assert gateway.delete_key(key.access_key_id)
+        time.sleep(0.3)
+        with pytest.raises(ClientError) as err:
+            client.describe_regions()
+        assert error_of(err) == ("AuthFailure", 401)
 
 
 PARAM_NAMES = st.text(alphabet="AFNVcilmnrtuxy.0123456789_-", min_size=1, max_size=24)
