@@ -124,6 +124,11 @@ async def my_addresses(ctx: RequestContext) -> list[dict[str, Any]]:
     return [_address(ctx, vnet) for vnet in found if vnet is not None]
 
 
+async def address_of(ctx: RequestContext, allocation_id: str) -> dict[str, Any]:
+    """The caller's Elastic IP `eipalloc-…`, or InvalidAllocationID.NotFound."""
+    return await _one_address(ctx, {"AllocationId": allocation_id}, by="AllocationId")
+
+
 async def _one_address(ctx: RequestContext, params: dict[str, Any], *, by: str) -> dict[str, Any]:
     """The address named by AllocationId (or AssociationId) or PublicIp, or the EC2 error."""
     kind = ids.ASSOCIATION if by == "AssociationId" else ids.ALLOCATION

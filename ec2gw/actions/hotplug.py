@@ -20,7 +20,7 @@ from ec2gw.protocol.errors import EC2Error
 ACTIVE, POWEROFF = 3, 8
 RUNNING = 3  # LCM_STATE
 # LCM states of a hotplug or save-as still under way: wait for them to end.
-BUSY = {17, 25, 26, 27, 28, 33, 34, 65, 66, 67, 68}
+BUSY = {17, 25, 26, 27, 28, 33, 34, 62, 63, 65, 66, 67, 68}
 SETTLE_SECONDS = 30.0
 
 
@@ -48,7 +48,8 @@ async def settled(ctx: RequestContext, vm_id: int) -> documents.Element:
 
 
 async def hotplug(ctx: RequestContext, method: str, vm_id: int, *args: object) -> None:
-    """Run one `one.vm.attach/detach/attachnic/detachnic` call once the VM can take it."""
+    """Run one `one.vm.attach/detach/attachnic/detachnic/diskresize` call once the VM can
+    take it."""
     await settled(ctx, vm_id)
     try:
         await ctx.one(method, vm_id, *args)

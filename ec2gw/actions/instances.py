@@ -11,11 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
-import json
 import logging
 import time
-import weakref
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -28,7 +25,7 @@ from ec2gw.actions.instance_types import instance_type_templates
 from ec2gw.actions.keypairs import public_key_of
 from ec2gw.actions.regions import availability_zones
 from ec2gw.actions.registry import action
-from ec2gw.ec2 import filters, ids, pages, tags
+from ec2gw.ec2 import filters, idempotency, ids, pages, tags
 from ec2gw.one import documents, states
 from ec2gw.one.errors import ACTION, AUTHORIZATION, NO_EXISTS, OneError, to_ec2_error
 from ec2gw.protocol.errors import EC2Error, invalid_value, missing_parameter
@@ -141,19 +138,6 @@ def _decode_user_data(value: str | None) -> str | None:
     if len(raw) > MAX_USER_DATA:
         raise EC2Error("InvalidParameterValue", f"User data is limited to {MAX_USER_DATA} bytes")
     return base64.b64encode(raw).decode()
-
-
-def _digest(params: dict[str, Any]) -> str:
-    relevant = {k: v for k, v in params.items() if k not in ("ClientToken", "DryRun")}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
-
-
-# One launch per (user, token) at a time in this process, so that a client's retry racing
-# its own first attempt finds the first attempt's VMs instead of launching twice.
-# Weak values: a lock lives exactly as long as some request holds or awaits it.
-_token_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = (
-    weakref.WeakValueDictionary()
-)
 
 
 async def _by_client_token(ctx: RequestContext, token: str) -> list[documents.Element]:
@@ -308,21 +292,14 @@ async def run_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str
     token = params.get("ClientToken")
     if not token:
         return await _launch(ctx, params, None)
-    if len(token) > 64:
-        raise invalid_value("ClientToken", token[:64] + "...", "At most 64 characters.")
-    lock = _token_locks.get((ctx.uid, token))
-    if lock is None:
-        lock = _token_locks[(ctx.uid, token)] = asyncio.Lock()
-    async with lock:
+    # One launch per (user, token) at a time: a retry racing its own first attempt finds
+    # the first attempt's VMs instead of launching twice.
+    async with idempotency.lock_for(("instances", ctx.uid, idempotency.check_token(token))):
         existing = await _by_client_token(ctx, token)
         if not existing:
             return await _launch(ctx, params, token)
-        if view.user_attr(existing[0], view.REQUEST_DIGEST) != _digest(params):
-            raise EC2Error(
-                "IdempotentParameterMismatch",
-                "The client token you have provided is associated with a resource "
-                "that is already deleted or has different parameters.",
-            )
+        if view.user_attr(existing[0], view.REQUEST_DIGEST) != idempotency.request_digest(params):
+            raise idempotency.mismatch()
         finish_dry_run(params)
         zones = await zones_of(ctx)
         instances = [view.to_instance(vm, zones) for vm in existing]
@@ -365,7 +342,7 @@ async def _launch(ctx: RequestContext, params: dict[str, Any], token: str | None
 
     facts: list[tuple[str, Any]] = [
         (view.INSTANCE_TYPE, type_name),
-        (view.REQUEST_DIGEST, _digest(params)),
+        (view.REQUEST_DIGEST, idempotency.request_digest(params)),
         (view.AVAILABILITY_ZONE, requested_zone or zones.default),
     ]
     if token:

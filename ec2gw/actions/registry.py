@@ -28,6 +28,8 @@ ACTION_MODULES = (
     "tags",
     "vpc",
     "addresses",
+    "security_groups",
+    "storage",
 )
 
 

@@ -1,22 +1,28 @@
 """Tags on every taggable resource the gateway knows, kept on the OpenNebula object.
 
-Instances: `EC2_TAG` vectors in the VM's USER_TEMPLATE; images: in the image's TEMPLATE;
-key pairs: in their vector on the user. A resource id's prefix says which it is.
+Instances: `EC2_TAG` vectors in the VM's USER_TEMPLATE; AMIs, volumes and snapshots: in the
+image's TEMPLATE; security groups: in the group's TEMPLATE; Elastic IPs: in their
+reservation network's TEMPLATE; key pairs: in their vector on the user. A resource id's
+prefix says which it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ec2gw.actions import instance_view as view
+from ec2gw.actions import storage
+from ec2gw.actions.addresses import address_of, my_addresses
 from ec2gw.actions.context import RequestContext, finish_dry_run
 from ec2gw.actions.images import is_ami
 from ec2gw.actions.instances import my_vms, vms_by_ids
 from ec2gw.actions.keypairs import KEY_PAIR_ATTRIBUTE
 from ec2gw.actions.registry import action
+from ec2gw.actions.security_groups import group_doc
 from ec2gw.ec2 import filters, ids, pages
 from ec2gw.ec2 import tags as tag_rules
 from ec2gw.one import documents
@@ -45,27 +51,63 @@ async def _instance(ctx: RequestContext, resource_id: str) -> Tagged:
     return Tagged(resource_id, "instance", documents.tags(user_template), write)
 
 
-async def _image(ctx: RequestContext, resource_id: str) -> Tagged:
-    one_id = ids.IMAGE.decode(resource_id)
+def _image_kind(
+    kind: ids.IdKind, resource_type: str, belongs: Callable[[documents.Element], bool]
+) -> Callable[[RequestContext, str], Awaitable[Tagged]]:
+    """Tags of an image-backed resource (AMI, volume, snapshot): its TEMPLATE's EC2_TAGs."""
+
+    async def resolve_image(ctx: RequestContext, resource_id: str) -> Tagged:
+        one_id = kind.decode(resource_id)
+        try:
+            image = await ctx.one_doc("one.image.info", one_id)
+        except OneError as err:
+            if err.code in (NO_EXISTS, AUTHORIZATION):
+                raise kind.missing(resource_id) from None
+            raise
+        if not belongs(image):
+            raise kind.missing(resource_id)
+        template = image.find("TEMPLATE")
+
+        async def write(new: dict[str, str]) -> None:
+            await _update_as_caller(ctx, "one.image.update", one_id, template, new)
+
+        return Tagged(resource_id, resource_type, documents.tags(template), write)
+
+    return resolve_image
+
+
+async def _update_as_caller(
+    ctx: RequestContext, method: str, one_id: int, template: Any, new: dict[str, str]
+) -> None:
+    """Write the tags back; a refusal by OpenNebula is EC2's UnauthorizedOperation."""
     try:
-        image = await ctx.one_doc("one.image.info", one_id)
+        await ctx.one(method, one_id, documents.with_tags(template, new), 0)
     except OneError as err:
-        if err.code in (NO_EXISTS, AUTHORIZATION):
-            raise ids.IMAGE.missing(resource_id) from None
+        if err.code == AUTHORIZATION:
+            raise unauthorized() from None
         raise
-    if not is_ami(image):
-        raise ids.IMAGE.missing(resource_id)
-    template = image.find("TEMPLATE")
+
+
+async def _security_group(ctx: RequestContext, resource_id: str) -> Tagged:
+    group = await group_doc(ctx, resource_id)
+    one_id, template = documents.integer(group, "ID"), group.find("TEMPLATE")
 
     async def write(new: dict[str, str]) -> None:
-        try:
-            await ctx.one("one.image.update", one_id, documents.with_tags(template, new), 0)
-        except OneError as err:
-            if err.code == AUTHORIZATION:
-                raise unauthorized() from None
-            raise
+        await _update_as_caller(ctx, "one.secgroup.update", one_id, template, new)
 
-    return Tagged(resource_id, "image", documents.tags(template), write)
+    return Tagged(resource_id, "security-group", documents.tags(template), write)
+
+
+async def _address(ctx: RequestContext, resource_id: str) -> Tagged:
+    address = await address_of(ctx, resource_id)
+    one_id = address["_vnet"]
+    vnet = await ctx.one_doc("one.vn.info", one_id)
+    template = vnet.find("TEMPLATE")
+
+    async def write(new: dict[str, str]) -> None:
+        await _update_as_caller(ctx, "one.vn.update", one_id, template, new)
+
+    return Tagged(resource_id, "elastic-ip", documents.tags(template), write)
 
 
 async def _key_pair(ctx: RequestContext, resource_id: str) -> Tagged:
@@ -89,7 +131,11 @@ async def _key_pair(ctx: RequestContext, resource_id: str) -> Tagged:
 
 _RESOLVERS: dict[str, Callable[[RequestContext, str], Awaitable[Tagged]]] = {
     "i": _instance,
-    "ami": _image,
+    "ami": _image_kind(ids.IMAGE, "image", is_ami),
+    "vol": _image_kind(ids.VOLUME, "volume", storage.is_volume),
+    "snap": _image_kind(ids.SNAPSHOT, "snapshot", storage.is_snapshot),
+    "sg": _security_group,
+    "eipalloc": _address,
     "key": _key_pair,
 }
 
@@ -110,7 +156,8 @@ async def _targets(ctx: RequestContext, params: dict[str, Any]) -> list[Tagged]:
 
 @action(
     "CreateTags",
-    opennebula="one.vm.update / one.image.update / one.user.update: EC2_TAG vectors",
+    opennebula="one.vm.update / one.image.update / one.secgroup.update / one.vn.update / "
+    "one.user.update: EC2_TAG vectors",
 )
 async def create_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     if not params.get("Tags"):
@@ -132,7 +179,8 @@ async def create_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
 
 @action(
     "DeleteTags",
-    opennebula="one.vm.update / one.image.update / one.user.update without those EC2_TAGs",
+    opennebula="one.vm.update / one.image.update / one.secgroup.update / one.vn.update / "
+    "one.user.update without those EC2_TAGs",
 )
 async def delete_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     targets = await _targets(ctx, params)
@@ -162,12 +210,17 @@ TAG_FILTERS: dict[str, filters.Extractor] = {
 
 @action(
     "DescribeTags",
-    opennebula="tags of the caller's VMs (vmpool.infoextended), own images and key pairs",
+    opennebula="tags of the caller's VMs (vmpool.infoextended), own images (AMIs, volumes, "
+    "snapshots), security groups, Elastic IPs and key pairs",
 )
 async def describe_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     vms = await my_vms(ctx)
-    images = await ctx.one_doc("one.imagepool.info", -3, -1, -1)
-    user = await ctx.one_doc("one.user.info", -1)
+    images, groups, user, addresses = await asyncio.gather(
+        ctx.one_doc("one.imagepool.info", -3, -1, -1),
+        ctx.one_doc("one.secgrouppool.info", -3, -1, -1),
+        ctx.one_doc("one.user.info", -1),
+        my_addresses(ctx),
+    )
     finish_dry_run(params)
     found: list[dict[str, Any]] = []
 
@@ -180,12 +233,18 @@ async def describe_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str
     for vm in vms:
         add(view.instance_id(vm), "instance", documents.tags(vm.find("USER_TEMPLATE")))
     for image in images.iterfind("IMAGE"):
+        one_id, image_tags = documents.integer(image, "ID"), documents.tags(image.find("TEMPLATE"))
         if is_ami(image):
-            add(
-                ids.IMAGE.encode(documents.integer(image, "ID")),
-                "image",
-                documents.tags(image.find("TEMPLATE")),
-            )
+            add(ids.IMAGE.encode(one_id), "image", image_tags)
+        elif storage.is_volume(image):
+            add(ids.VOLUME.encode(one_id), "volume", image_tags)
+        elif storage.is_snapshot(image):
+            add(ids.SNAPSHOT.encode(one_id), "snapshot", image_tags)
+    for group in groups.iterfind("SECURITY_GROUP"):
+        group_id = ids.SECURITY_GROUP.encode(documents.integer(group, "ID"))
+        add(group_id, "security-group", documents.tags(group.find("TEMPLATE")))
+    for address in addresses:
+        add(address["AllocationId"], "elastic-ip", {t["Key"]: t["Value"] for t in address["Tags"]})
     for vector in user.iterfind(f"TEMPLATE/{KEY_PAIR_ATTRIBUTE}"):
         add(
             documents.text(vector, "ID"),

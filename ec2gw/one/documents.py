@@ -111,16 +111,23 @@ def add_vector(parent: Element, name: str, values: dict[str, str]) -> Element:
     return vector
 
 
-def with_tags(template: Element | None, new_tags: dict[str, str]) -> str:
-    """The whole template as `<TEMPLATE>` XML with its EC2_TAG vectors replaced.
+def with_vectors(template: Element | None, name: str, vectors: Iterable[dict[str, str]]) -> str:
+    """The whole template as `<TEMPLATE>` XML with its `name` vectors replaced.
 
-    Meant for `*.update` with append=0: a merge cannot remove vectors, so tags are changed
-    by writing back the template read just before.
+    Meant for `*.update` with append=0: a merge cannot remove vectors, so vectors (tags,
+    security group rules) are changed by writing back the template read just before.
     """
     copy = etree.Element("TEMPLATE")
     for child in template if template is not None else []:
-        if child.tag != TAG_ATTRIBUTE:
+        if child.tag != name:
             copy.append(deepcopy(child))
-    for key, value in new_tags.items():
-        add_vector(copy, TAG_ATTRIBUTE, {"KEY": key, "VALUE": value})
+    for values in vectors:
+        add_vector(copy, name, values)
     return etree.tostring(copy, encoding="unicode")
+
+
+def with_tags(template: Element | None, new_tags: dict[str, str]) -> str:
+    """The whole template with its EC2_TAG vectors replaced by `new_tags`."""
+    return with_vectors(
+        template, TAG_ATTRIBUTE, ({"KEY": k, "VALUE": v} for k, v in new_tags.items())
+    )

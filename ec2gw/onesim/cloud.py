@@ -671,6 +671,21 @@ class Cloud:
         if vm_id in vn.get("updated_vms", []):
             vn["updated_vms"].remove(vm_id)
         self.touch("vnet", vn)
+        self.track_security_groups(nic, vm_id, False)
+
+    def track_security_groups(self, nic: dict, vm_id: int, using: bool) -> None:
+        """Keep each security group's VM list (`UPDATED_VMS`) as oned does: a group with
+        VMs cannot be deleted."""
+        for sg_id in (nic.get("SECURITY_GROUPS") or "").split(","):
+            sg = self.pools["secgroup"].get(int(sg_id)) if sg_id.strip().isdigit() else None
+            if sg is None:
+                continue
+            vms = sg.setdefault("updated_vms", [])
+            if using and vm_id not in vms:
+                vms.append(vm_id)
+            elif not using and vm_id in vms:
+                vms.remove(vm_id)
+            self.touch("secgroup", sg)
 
     def release_image(self, disk: dict, vm_id: int) -> None:
         if not disk.get("IMAGE_ID", "").isdigit():

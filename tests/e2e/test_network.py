@@ -107,3 +107,160 @@ def test_aws_cli_addresses(gateway):
     )
     assert [a["AllocationId"] for a in listed["Addresses"]] == [allocated["AllocationId"]]
     gateway.aws_json("ec2", "release-address", "--allocation-id", allocated["AllocationId"])
+
+
+def test_security_groups(gateway, ec2, ami):
+    created = ec2.create_security_group(
+        GroupName="web",
+        Description="web servers",
+        TagSpecifications=[
+            {"ResourceType": "security-group", "Tags": [{"Key": "t", "Value": "1"}]}
+        ],
+    )
+    group_id = created["GroupId"]
+    assert group_id.startswith("sg-") and created["Tags"] == [{"Key": "t", "Value": "1"}]
+    with pytest.raises(ClientError) as err:
+        ec2.create_security_group(GroupName="web", Description="again")
+    assert error_of(err) == ("InvalidGroup.Duplicate", 400)
+    (group,) = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+    assert group["GroupName"] == "web" and group["Description"] == "web servers"
+    assert group["IpPermissions"] == []
+    assert group["IpPermissionsEgress"][0]["IpProtocol"] == "-1"
+    assert group["IpPermissionsEgress"][0]["IpRanges"] == [{"CidrIp": "0.0.0.0/0"}]
+
+    authorized = ec2.authorize_security_group_ingress(
+        GroupId=group_id,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 22,
+                "ToPort": 22,
+                "IpRanges": [{"CidrIp": "192.0.2.0/24", "Description": "office"}],
+            },
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 8000,
+                "ToPort": 8080,
+                "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+            },
+            {
+                "IpProtocol": "icmp",
+                "FromPort": 8,
+                "ToPort": -1,
+                "IpRanges": [{"CidrIp": "10.0.0.0/8"}],
+            },
+        ],
+    )
+    assert len(authorized["SecurityGroupRules"]) == 3
+    (group,) = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+    ingress = {
+        (p["IpProtocol"], p.get("FromPort"), p.get("ToPort")): p for p in group["IpPermissions"]
+    }
+    assert ingress[("tcp", 22, 22)]["IpRanges"] == [
+        {"CidrIp": "192.0.2.0/24", "Description": "office"}
+    ]
+    assert ingress[("tcp", 8000, 8080)]["IpRanges"] == [{"CidrIp": "0.0.0.0/0"}]
+    assert ingress[("icmp", 8, -1)]["IpRanges"] == [{"CidrIp": "10.0.0.0/8"}]
+    with pytest.raises(ClientError) as err:
+        ec2.authorize_security_group_ingress(
+            GroupId=group_id, IpProtocol="tcp", FromPort=22, ToPort=22, CidrIp="192.0.2.0/24"
+        )
+    assert error_of(err) == ("InvalidPermission.Duplicate", 400)
+    for bad in (
+        {
+            "IpProtocol": "tcp",
+            "FromPort": 1,
+            "ToPort": 2,
+            "UserIdGroupPairs": [{"GroupId": group_id}],
+        },
+        {"IpProtocol": "gre", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+        {"IpProtocol": "tcp", "FromPort": 9, "ToPort": 1, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+        {"IpProtocol": "tcp", "FromPort": 1, "ToPort": 2, "IpRanges": [{"CidrIp": "300.0.0.0/8"}]},
+    ):
+        with pytest.raises(ClientError) as err:
+            ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[bad])
+        assert error_of(err)[0] == "InvalidParameterValue", bad
+    by_port = ec2.describe_security_groups(
+        Filters=[{"Name": "ip-permission.from-port", "Values": ["8000"]}]
+    )["SecurityGroups"]
+    assert [g["GroupId"] for g in by_port] == [group_id]
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])
+    assert len(rules["SecurityGroupRules"]) == 4
+    icmp = next(r for r in rules["SecurityGroupRules"] if r["IpProtocol"] == "icmp")
+    ec2.revoke_security_group_ingress(
+        GroupId=group_id, SecurityGroupRuleIds=[icmp["SecurityGroupRuleId"]]
+    )
+    ec2.revoke_security_group_ingress(
+        GroupId=group_id,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 8000,
+                "ToPort": 8080,
+                "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+            }
+        ],
+    )
+    with pytest.raises(ClientError) as err:
+        ec2.revoke_security_group_ingress(
+            GroupId=group_id, IpProtocol="udp", FromPort=53, ToPort=53, CidrIp="0.0.0.0/0"
+        )
+    assert error_of(err) == ("InvalidPermission.NotFound", 400)
+    ec2.revoke_security_group_egress(
+        GroupId=group_id,
+        IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+    )
+    ec2.authorize_security_group_egress(
+        GroupId=group_id,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 443,
+                "ToPort": 443,
+                "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+            }
+        ],
+    )
+    (group,) = ec2.describe_security_groups(GroupNames=["web"])["SecurityGroups"]
+    assert [p["FromPort"] for p in group["IpPermissions"]] == [22]
+    assert [p["FromPort"] for p in group["IpPermissionsEgress"]] == [443]
+
+    instance_id = _running(ec2, ami, SecurityGroupIds=[group_id])
+    instance = _instance(ec2, instance_id)
+    assert instance["SecurityGroups"] == [{"GroupId": group_id, "GroupName": "web"}]
+    assert instance["NetworkInterfaces"][0]["Groups"] == [{"GroupId": group_id, "GroupName": "web"}]
+    in_group = ec2.describe_instances(Filters=[{"Name": "instance.group-name", "Values": ["web"]}])
+    assert [i["InstanceId"] for r in in_group["Reservations"] for i in r["Instances"]] == [
+        instance_id
+    ]
+    with pytest.raises(ClientError) as err:
+        ec2.delete_security_group(GroupId=group_id)
+    assert error_of(err) == ("DependencyViolation", 400)
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    ec2.get_waiter("instance_terminated").wait(InstanceIds=[instance_id], WaiterConfig={"Delay": 1})
+    ec2.delete_security_group(GroupId=group_id)
+    with pytest.raises(ClientError) as err:
+        ec2.describe_security_groups(GroupIds=[group_id])
+    assert error_of(err) == ("InvalidGroup.NotFound", 400)
+
+
+def test_aws_cli_security_groups(gateway):
+    created = gateway.aws_json(
+        "ec2", "create-security-group", "--group-name", "cli-sg", "--description", "from the cli"
+    )
+    gateway.aws_json(
+        "ec2",
+        "authorize-security-group-ingress",
+        "--group-id",
+        created["GroupId"],
+        "--protocol",
+        "tcp",
+        "--port",
+        "22",
+        "--cidr",
+        "203.0.113.0/24",
+    )
+    listed = gateway.aws_json("ec2", "describe-security-groups", "--group-names", "cli-sg")
+    (permission,) = listed["SecurityGroups"][0]["IpPermissions"]
+    assert (permission["FromPort"], permission["IpRanges"]) == (22, [{"CidrIp": "203.0.113.0/24"}])
+    gateway.aws_json("ec2", "delete-security-group", "--group-id", created["GroupId"])

@@ -272,6 +272,7 @@ def expand_nics(
             if vm_id not in vn["updated_vms"]:
                 vn["updated_vms"].append(vm_id)
             cloud.touch("vnet", vn)
+            cloud.track_security_groups(nic, vm_id, True)
             nic_id += 1
     except OneError:
         for nic in leased:
@@ -852,6 +853,35 @@ def vm_detach(cloud: Cloud, caller: Caller, method: str, vid: int, disk_id: int)
     vm["template"] = tmpl.to_json()
     if vm["state"] == st.ACTIVE:
         cloud.set_state(vm, st.ACTIVE, st.HOTPLUG, 0)
+    cloud.touch("vm", vm)
+    return vid
+
+
+@rpc("one.vm.diskresize", "iis")
+def vm_diskresize(
+    cloud: Cloud, caller: Caller, method: str, vid: int, disk_id: int, size: str
+) -> int:
+    """Grow a disk (`VirtualMachineDiskResize`); a persistent image grows with it."""
+    vm = cloud.fetch(caller, "vm", vid, MANAGE, method)
+    hotplug_state(method, vm, "resize disk")
+    tmpl = Template.from_json(vm["template"])
+    disk = next((d for d in tmpl.vectors("DISK") if d.get("DISK_ID") == str(disk_id)), None)
+    if disk is None:
+        raise OneError(ACTION, f"[{method}] VM disk does not exist", vid)
+    try:
+        new_size = int(float(size))
+    except ValueError:
+        raise OneError(ACTION, f"[{method}] Wrong size {size}", vid) from None
+    if new_size <= int(float(disk.get("SIZE", "0") or 0)):
+        raise OneError(ACTION, f"[{method}] New disk size has to be greater than current one", vid)
+    disk["SIZE"] = str(new_size)
+    image = cloud.pools["image"].get(int(disk["IMAGE_ID"])) if disk.get("IMAGE_ID") else None
+    if image is not None and image["persistent"]:
+        image["size"] = new_size
+        cloud.touch("image", image)
+    vm["template"] = tmpl.to_json()
+    if vm["state"] == st.ACTIVE:
+        cloud.set_state(vm, st.ACTIVE, 62, 0)  # DISK_RESIZE, back to RUNNING at once
     cloud.touch("vm", vm)
     return vid
 

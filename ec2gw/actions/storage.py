@@ -1,0 +1,771 @@
+"""EBS volumes and snapshots are OpenNebula images (reference §3.3), as econe had them.
+
+A volume is a persistent DATABLOCK image marked `EBS_VOLUME=YES` (`vol-` + the image id);
+it is attached by hot-plugging it as a VM disk (`one.vm.attach`, `DISK=[IMAGE_ID, TARGET]`),
+so OpenNebula's own record of which VM uses the image (`VMS`) is the attachment. A snapshot
+is an image marked `EBS_SNAPSHOT=YES` (`snap-`): a clone of a detached volume, or the
+`one.vm.disksaveas` of an attached one. Markers are written with the whole template
+(append=0) right after the image is made; if that fails the new image is deleted again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from ec2gw.actions import instance_view as view
+from ec2gw.actions.context import RequestContext, finish_dry_run
+from ec2gw.actions.hotplug import hotplug
+from ec2gw.actions.images import _executable_check, _image_datastore, _owner_check
+from ec2gw.actions.instances import vms_by_ids, zones_of
+from ec2gw.actions.regions import availability_zones, local_region
+from ec2gw.actions.registry import action
+from ec2gw.ec2 import filters, idempotency, ids, pages
+from ec2gw.ec2 import tags as tag_rules
+from ec2gw.one import documents
+from ec2gw.one.errors import ACTION, AUTHORIZATION, NO_EXISTS, OneError, to_ec2_error
+from ec2gw.protocol.errors import EC2Error, invalid_value, missing_parameter
+
+log = logging.getLogger("ec2gw.storage")
+
+VOLUME_MARKER = "EBS_VOLUME"
+SNAPSHOT_MARKER = "EBS_SNAPSHOT"
+# Image TEMPLATE attributes the gateway writes.
+AVAILABILITY_ZONE = "EC2_AVAILABILITY_ZONE"
+VOLUME_TYPE = "EC2_VOLUME_TYPE"
+CLIENT_TOKEN = "EC2_CLIENT_TOKEN"
+REQUEST_DIGEST = "EC2_REQUEST_DIGEST"
+FROM_SNAPSHOT = "EC2_SNAPSHOT_ID"
+FROM_VOLUME = "EC2_VOLUME_ID"
+ATTACH_TIME = "EC2_ATTACH_TIME"
+DESCRIPTION = "DESCRIPTION"
+
+VOLUME_TYPES = ("standard", "gp2", "gp3", "io1", "io2", "sc1", "st1")
+MAX_SIZE_GIB = 16384
+DEVICE = re.compile(r"(?:/dev/)?((?:sd|xvd|vd|hd)[a-z]{1,2})")
+
+# OpenNebula image STATE → EC2 volume state (attached states are `in-use`).
+VOLUME_STATES = {
+    0: "creating",  # INIT
+    1: "available",  # READY
+    2: "in-use",  # USED
+    3: "error",  # DISABLED
+    4: "creating",  # LOCKED (datastore driver copying)
+    5: "error",  # ERROR
+    6: "available",  # CLONE (being snapshotted)
+    7: "deleting",  # DELETE
+    8: "in-use",  # USED_PERS
+    9: "in-use",  # LOCKED_USED
+    10: "in-use",  # LOCKED_USED_PERS
+}
+SNAPSHOT_STATES = {0: "pending", 4: "pending", 5: "error", 7: "error", 3: "error"}
+
+
+def _marked(image: documents.Element, marker: str) -> bool:
+    return documents.text(image, f"TEMPLATE/{marker}").upper() == "YES"
+
+
+def is_volume(image: documents.Element) -> bool:
+    return _marked(image, VOLUME_MARKER)
+
+
+def is_snapshot(image: documents.Element) -> bool:
+    return _marked(image, SNAPSHOT_MARKER)
+
+
+def _attr(image: documents.Element, name: str) -> str:
+    return documents.text(image, f"TEMPLATE/{name}")
+
+
+def _time(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _gib(image: documents.Element) -> int:
+    return view.size_gib(documents.integer(image, "SIZE"))
+
+
+def _tag_list(image: documents.Element) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in documents.tags(image.find("TEMPLATE")).items()]
+
+
+def _tags(resource: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource["Tags"]}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.000Z") if value else None
+
+
+async def _image(
+    ctx: RequestContext, kind: ids.IdKind, ec2_id: str, marker: str
+) -> documents.Element:
+    """The image behind `vol-`/`snap-` id as the caller sees it, else `*.NotFound`."""
+    one_id = kind.decode(ec2_id)
+    try:
+        image = await ctx.one_doc("one.image.info", one_id)
+    except OneError as err:
+        if err.code in (NO_EXISTS, AUTHORIZATION):
+            raise kind.missing(ec2_id) from None
+        raise
+    if not _marked(image, marker):
+        raise kind.missing(ec2_id)
+    return image
+
+
+async def volume_image(ctx: RequestContext, volume_id: str) -> documents.Element:
+    return await _image(ctx, ids.VOLUME, volume_id, VOLUME_MARKER)
+
+
+async def snapshot_image(ctx: RequestContext, snapshot_id: str) -> documents.Element:
+    return await _image(ctx, ids.SNAPSHOT, snapshot_id, SNAPSHOT_MARKER)
+
+
+def _users(image: documents.Element) -> list[int]:
+    return [int(v.text) for v in image.iterfind("VMS/ID") if (v.text or "").isdigit()]
+
+
+async def _vms_using(
+    ctx: RequestContext, images: list[documents.Element]
+) -> dict[int, documents.Element]:
+    """The VMs the volumes are attached to, by id (one `vmpool.infoset` call)."""
+    vm_ids = sorted({vm for image in images for vm in _users(image)})
+    if not vm_ids:
+        return {}
+    pool = await ctx.one_doc("one.vmpool.infoset", ",".join(map(str, vm_ids)), True)
+    return {documents.integer(vm, "ID"): vm for vm in pool.iterfind("VM")}
+
+
+def _disk_of(vm: documents.Element, image_id: int) -> documents.Element | None:
+    return next(
+        (
+            d
+            for d in vm.iterfind("TEMPLATE/DISK")
+            if documents.integer(d, "IMAGE_ID", -1) == image_id
+        ),
+        None,
+    )
+
+
+def to_volume(
+    image: documents.Element, vms: dict[int, documents.Element], default_zone: str
+) -> dict[str, Any]:
+    """An image marked EBS_VOLUME as EC2's Volume."""
+    one_id = documents.integer(image, "ID")
+    volume_id = ids.VOLUME.encode(one_id)
+    attached = _attr(image, ATTACH_TIME)
+    attachments = []
+    for vm_id in _users(image):
+        vm = vms.get(vm_id)
+        disk = _disk_of(vm, one_id) if vm is not None else None
+        if disk is None:
+            continue
+        attachments.append(
+            {
+                "AttachTime": _time(int(attached)) if attached.isdigit() else None,
+                "Device": f"/dev/{documents.text(disk, 'TARGET')}",
+                "InstanceId": ids.INSTANCE.encode(vm_id),
+                "State": "attached",
+                "VolumeId": volume_id,
+                "DeleteOnTermination": False,
+            }
+        )
+    state = VOLUME_STATES.get(documents.integer(image, "STATE"), "error")
+    if state == "in-use" and not attachments:
+        state = "available"
+    return {
+        "VolumeId": volume_id,
+        "Size": _gib(image),
+        "SnapshotId": _attr(image, FROM_SNAPSHOT),
+        "AvailabilityZone": _attr(image, AVAILABILITY_ZONE) or default_zone,
+        "State": state,
+        "CreateTime": _time(documents.integer(image, "REGTIME")),
+        "Attachments": attachments,
+        "Encrypted": False,
+        "VolumeType": _attr(image, VOLUME_TYPE) or "standard",
+        "MultiAttachEnabled": False,
+        "OwnerId": ids.account_id(documents.integer(image, "UID")),
+        "Tags": _tag_list(image),
+    }
+
+
+async def _default_zone(ctx: RequestContext) -> str:
+    zones = await availability_zones(ctx)
+    return zones[0]["ZoneName"] if zones else ""
+
+
+async def _volumes(ctx: RequestContext, images: list[documents.Element]) -> list[dict[str, Any]]:
+    vms, zone = await asyncio.gather(_vms_using(ctx, images), _default_zone(ctx))
+    return [to_volume(image, vms, zone) for image in images]
+
+
+async def _one_volume(ctx: RequestContext, image_id: int) -> dict[str, Any]:
+    image = await ctx.one_doc("one.image.info", image_id)
+    return (await _volumes(ctx, [image]))[0]
+
+
+def _space_error(err: OneError, what: str) -> EC2Error:
+    """OpenNebula's refusals to create an image, in EC2's words."""
+    if err.code == AUTHORIZATION and "quota" in err.message.lower():
+        return EC2Error(f"{what}LimitExceeded", f"You have reached your {what.lower()} limit.")
+    if err.code == ACTION and "space" in err.message.lower():
+        return EC2Error(
+            "InsufficientVolumeCapacity", "There is not enough capacity to fulfill the request."
+        )
+    if err.code == ACTION:
+        return EC2Error("IncorrectState", "The source is not in a state that allows this.")
+    return to_ec2_error(err)
+
+
+async def _delete_quietly(ctx: RequestContext, image_id: int) -> None:
+    try:
+        await ctx.one("one.image.delete", image_id, False)
+    except (OneError, EC2Error):
+        log.error("request_id=%s could not remove image %s", ctx.request_id, image_id)
+
+
+async def _mark(ctx: RequestContext, image_id: int, attributes: list[tuple[str, Any]]) -> None:
+    """Replace the template of an image just made (a clone or a saved disk) with
+    `attributes`; on failure remove the image, so nothing half-made stays behind."""
+    try:
+        await ctx.one("one.image.update", image_id, documents.template_text(attributes), 0)
+    except BaseException:
+        await _delete_quietly(ctx, image_id)
+        raise
+
+
+def _tag_vectors(tags: dict[str, str]) -> list[tuple[str, Any]]:
+    return [(documents.TAG_ATTRIBUTE, {"KEY": k, "VALUE": v}) for k, v in tags.items()]
+
+
+# --- volumes -----------------------------------------------------------------------------
+
+
+@action(
+    "CreateVolume",
+    opennebula="one.image.allocate of a persistent DATABLOCK (SIZE MB, EBS_VOLUME=YES); from "
+    "a snapshot one.image.clone + one.image.update + one.image.persistent",
+)
+async def create_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    token = params.get("ClientToken")
+    if not token:
+        return await _create_volume(ctx, params)
+    async with idempotency.lock_for(("volumes", ctx.uid, idempotency.check_token(token))):
+        pool = await ctx.one_doc("one.imagepool.info", -3, -1, -1)
+        for image in pool.iterfind("IMAGE"):
+            if is_volume(image) and _attr(image, CLIENT_TOKEN) == token:
+                if _attr(image, REQUEST_DIGEST) != idempotency.request_digest(params):
+                    raise idempotency.mismatch()
+                finish_dry_run(params)
+                return (await _volumes(ctx, [image]))[0]
+        return await _create_volume(ctx, params)
+
+
+async def _create_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    size, snapshot_id = params.get("Size"), params.get("SnapshotId")
+    if size is None and not snapshot_id:
+        raise EC2Error(
+            "MissingParameter", "The request must contain the parameter size or snapshotId"
+        )
+    if size is not None and not 1 <= size <= MAX_SIZE_GIB:
+        raise invalid_value("Size", size, f"Volumes are 1 to {MAX_SIZE_GIB} GiB.")
+    volume_type = params.get("VolumeType") or "standard"
+    if volume_type not in VOLUME_TYPES:
+        raise invalid_value("VolumeType", volume_type)
+    if params.get("Encrypted"):
+        raise EC2Error("InvalidParameterValue", "OpenNebula volumes cannot be encrypted.")
+    zones = await availability_zones(ctx)
+    zone = params.get("AvailabilityZone")
+    if params.get("AvailabilityZoneId") and not zone:
+        zone = (
+            next(
+                (z["ZoneName"] for z in zones if z["ZoneId"] == params["AvailabilityZoneId"]), None
+            )
+            or params["AvailabilityZoneId"]
+        )
+    if not zone:
+        raise missing_parameter("AvailabilityZone")
+    if zone not in {z["ZoneName"] for z in zones}:
+        raise EC2Error("InvalidParameterValue", f"Invalid availability zone: [{zone}]")
+    volume_tags = tag_rules.from_specifications(params.get("TagSpecifications"), "volume")
+    snapshot = await snapshot_image(ctx, snapshot_id) if snapshot_id else None
+    if snapshot is not None and size is not None and size != _gib(snapshot):
+        raise invalid_value(
+            "Size",
+            size,
+            f"A volume from {snapshot_id} has its size ({_gib(snapshot)} GiB): OpenNebula "
+            "cannot resize an image that is not attached.",
+        )
+    datastore = await _image_datastore(ctx)
+    finish_dry_run(params)
+    name = f"ebs-volume-{secrets.token_hex(6)}"
+    facts: list[tuple[str, Any]] = [
+        (VOLUME_MARKER, "YES"),
+        (AVAILABILITY_ZONE, zone),
+        (VOLUME_TYPE, volume_type),
+        (REQUEST_DIGEST, idempotency.request_digest(params)),
+        *_tag_vectors(volume_tags),
+    ]
+    if params.get("ClientToken"):
+        facts.append((CLIENT_TOKEN, params["ClientToken"]))
+    if snapshot is None:
+        template = [
+            ("NAME", name),
+            ("TYPE", "DATABLOCK"),
+            ("SIZE", size * 1024),
+            ("PERSISTENT", "YES"),
+            ("DEV_PREFIX", "vd"),
+            *facts,
+        ]
+        try:
+            image_id = await ctx.one(
+                "one.image.allocate", documents.template_text(template), datastore
+            )
+        except OneError as err:
+            raise _space_error(err, "Volume") from None
+        return await _one_volume(ctx, image_id)
+    try:
+        image_id = await ctx.one("one.image.clone", documents.integer(snapshot, "ID"), name, -1)
+    except OneError as err:
+        raise _space_error(err, "Volume") from None
+    prefix = _attr(snapshot, "DEV_PREFIX") or "vd"
+    await _mark(ctx, image_id, [("DEV_PREFIX", prefix), (FROM_SNAPSHOT, snapshot_id), *facts])
+    try:
+        await ctx.one("one.image.persistent", image_id, True)
+    except BaseException:
+        await _delete_quietly(ctx, image_id)
+        raise
+    return await _one_volume(ctx, image_id)
+
+
+def _attachment(member: str) -> filters.Extractor:
+    return lambda v: [a[member] for a in v["Attachments"]]
+
+
+VOLUME_FILTERS: dict[str, filters.Extractor] = {
+    "attachment.attach-time": lambda v: [_iso(a["AttachTime"]) for a in v["Attachments"]],
+    "attachment.delete-on-termination": _attachment("DeleteOnTermination"),
+    "attachment.device": _attachment("Device"),
+    "attachment.instance-id": _attachment("InstanceId"),
+    "attachment.status": _attachment("State"),
+    "availability-zone": lambda v: v["AvailabilityZone"],
+    "create-time": lambda v: _iso(v["CreateTime"]),
+    "encrypted": lambda v: v["Encrypted"],
+    "fast-restored": lambda v: False,
+    "multi-attach-enabled": lambda v: v["MultiAttachEnabled"],
+    "size": lambda v: v["Size"],
+    "snapshot-id": lambda v: v["SnapshotId"],
+    "status": lambda v: v["State"],
+    "volume-id": lambda v: v["VolumeId"],
+    "volume-type": lambda v: v["VolumeType"],
+}
+
+
+async def _my_volume_images(
+    ctx: RequestContext, volume_ids: list[str] | None
+) -> list[documents.Element]:
+    if volume_ids:
+        return list(
+            await asyncio.gather(*(volume_image(ctx, v) for v in dict.fromkeys(volume_ids)))
+        )
+    pool = await ctx.one_doc("one.imagepool.info", -3, -1, -1)
+    return [i for i in pool.iterfind("IMAGE") if is_volume(i)]
+
+
+@action(
+    "DescribeVolumes",
+    opennebula="one.imagepool.info(-3) (or one.image.info per VolumeId): images marked "
+    "EBS_VOLUME; attachments from the image's VMS and their DISK TARGETs",
+)
+async def describe_volumes(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    pages.no_max_results_with(params, "VolumeIds", "volumeIdSet")
+    images = await _my_volume_images(ctx, params.get("VolumeIds"))
+    finish_dry_run(params)
+    volumes = await _volumes(ctx, images)
+    volumes = filters.apply(volumes, params.get("Filters"), VOLUME_FILTERS, _tags)
+    volumes.sort(key=lambda v: v["VolumeId"])
+    chosen, token = pages.page(volumes, params, minimum=5, maximum=500)
+    return {"Volumes": list(chosen), "NextToken": token}
+
+
+STATUS_FILTERS: dict[str, filters.Extractor] = {
+    "availability-zone": lambda s: s["AvailabilityZone"],
+    "volume-status.status": lambda s: s["VolumeStatus"]["Status"],
+    "volume-status.details-name": lambda s: [d["Name"] for d in s["VolumeStatus"]["Details"]],
+    "volume-status.details-status": lambda s: [d["Status"] for d in s["VolumeStatus"]["Details"]],
+    "action.code": lambda s: None,
+    "action.description": lambda s: None,
+    "action.event-id": lambda s: None,
+    "event.description": lambda s: None,
+    "event.event-id": lambda s: None,
+    "event.event-type": lambda s: None,
+    "event.not-after": lambda s: None,
+    "event.not-before": lambda s: None,
+}
+
+
+def _status(volume: dict[str, Any]) -> dict[str, Any]:
+    state = volume["State"]
+    status = {"error": "impaired", "creating": "insufficient-data"}.get(state, "ok")
+    io = {"ok": "passed", "impaired": "failed"}.get(status, "insufficient-data")
+    return {
+        "VolumeId": volume["VolumeId"],
+        "AvailabilityZone": volume["AvailabilityZone"],
+        "VolumeStatus": {
+            "Status": status,
+            "Details": [
+                {"Name": "io-enabled", "Status": io},
+                {"Name": "io-performance", "Status": "not-applicable"},
+            ],
+        },
+        "Actions": [],
+        "Events": [],
+        "AttachmentStatuses": [
+            {"InstanceId": a["InstanceId"], "IoPerformance": "not-applicable"}
+            for a in volume["Attachments"]
+        ],
+    }
+
+
+@action(
+    "DescribeVolumeStatus",
+    opennebula="as DescribeVolumes; an image in ERROR or DISABLED is impaired",
+)
+async def describe_volume_status(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    images = await _my_volume_images(ctx, params.get("VolumeIds"))
+    finish_dry_run(params)
+    statuses = [_status(v) for v in await _volumes(ctx, images)]
+    statuses = filters.apply(statuses, params.get("Filters"), STATUS_FILTERS)
+    statuses.sort(key=lambda s: s["VolumeId"])
+    chosen, token = pages.page(statuses, params, minimum=5, maximum=1000)
+    return {"VolumeStatuses": list(chosen), "NextToken": token}
+
+
+def _attached(volume: dict[str, Any], volume_id: str) -> dict[str, Any]:
+    if not volume["Attachments"]:
+        raise EC2Error(
+            "IncorrectState", f"Volume '{volume_id}' is in the '{volume['State']}' state."
+        )
+    return volume["Attachments"][0]
+
+
+@action(
+    "AttachVolume",
+    opennebula="one.vm.attach with DISK=[IMAGE_ID, TARGET] (TARGET = the device name's last "
+    "part: /dev/sdf ↔ sdf)",
+)
+async def attach_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    device = DEVICE.fullmatch(params.get("Device") or "")
+    if device is None:
+        raise invalid_value("Device", params.get("Device"), "Use a name like /dev/sdf or xvdf.")
+    target = device.group(1)
+    image = await volume_image(ctx, params["VolumeId"])
+    (volume,) = await _volumes(ctx, [image])
+    (vm,) = await vms_by_ids(ctx, [params["InstanceId"]])
+    if volume["State"] == "in-use":
+        raise EC2Error("VolumeInUse", f"{params['VolumeId']} is already attached to an instance")
+    if volume["State"] != "available":
+        raise EC2Error(
+            "IncorrectState", f"Volume '{params['VolumeId']}' is in the '{volume['State']}' state."
+        )
+    if view.state_of(vm).name not in ("running", "stopped"):
+        raise EC2Error(
+            "IncorrectState",
+            f"Instance '{params['InstanceId']}' is not 'running' or 'stopped'.",
+        )
+    zones = await zones_of(ctx)
+    instance_zone = view.to_instance(vm, zones)["Placement"]["AvailabilityZone"]
+    if volume["AvailabilityZone"] != instance_zone:
+        raise EC2Error(
+            "InvalidVolume.ZoneMismatch",
+            f"The volume '{params['VolumeId']}' is not in the same availability zone as "
+            f"instance '{params['InstanceId']}'",
+        )
+    if any(documents.text(d, "TARGET") == target for d in vm.iterfind("TEMPLATE/DISK")):
+        raise EC2Error("InvalidParameterValue", f"Attachment point /dev/{target} is already in use")
+    finish_dry_run(params)
+    image_id, vm_id = documents.integer(image, "ID"), documents.integer(vm, "ID")
+    disk = {"IMAGE_ID": image_id, "TARGET": target}
+    await hotplug(ctx, "one.vm.attach", vm_id, documents.template_text([("DISK", disk)]))
+    attached = int(time.time())
+    try:
+        await ctx.one(
+            "one.image.update", image_id, documents.template_text([(ATTACH_TIME, attached)]), 1
+        )
+    except OneError:
+        log.warning("request_id=%s attach time of image %s not kept", ctx.request_id, image_id)
+    return {
+        "AttachTime": _time(attached),
+        "Device": f"/dev/{target}",
+        "InstanceId": params["InstanceId"],
+        "State": "attaching",
+        "VolumeId": params["VolumeId"],
+        "DeleteOnTermination": False,
+    }
+
+
+@action(
+    "DetachVolume",
+    opennebula="one.vm.detach of the DISK_ID whose IMAGE_ID is the volume (Force does the same)",
+)
+async def detach_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    image = await volume_image(ctx, params["VolumeId"])
+    (volume,) = await _volumes(ctx, [image])
+    attachment = _attached(volume, params["VolumeId"])
+    wanted_instance, wanted_device = params.get("InstanceId"), params.get("Device")
+    if wanted_instance:
+        ids.INSTANCE.decode(wanted_instance)
+    device = DEVICE.fullmatch(wanted_device or "")
+    if (wanted_instance and wanted_instance != attachment["InstanceId"]) or (
+        wanted_device and (device is None or f"/dev/{device.group(1)}" != attachment["Device"])
+    ):
+        raise EC2Error(
+            "InvalidAttachment.NotFound",
+            f"Volume '{params['VolumeId']}' is not attached as asked.",
+        )
+    (vm,) = await vms_by_ids(ctx, [attachment["InstanceId"]])
+    finish_dry_run(params)
+    disk = _disk_of(vm, documents.integer(image, "ID"))
+    if disk is None:
+        raise EC2Error("IncorrectState", f"Volume '{params['VolumeId']}' is being detached.")
+    await hotplug(
+        ctx, "one.vm.detach", documents.integer(vm, "ID"), documents.integer(disk, "DISK_ID")
+    )
+    return {**attachment, "State": "detaching"}
+
+
+@action("DeleteVolume", opennebula="one.image.delete (refused while attached)")
+async def delete_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    image = await volume_image(ctx, params["VolumeId"])
+    if _users(image):
+        raise EC2Error("VolumeInUse", f"Volume {params['VolumeId']} is currently attached")
+    finish_dry_run(params)
+    try:
+        await ctx.one("one.image.delete", documents.integer(image, "ID"), False)
+    except OneError as err:
+        if err.code == ACTION:
+            raise EC2Error("VolumeInUse", f"Volume {params['VolumeId']} is in use") from None
+        raise
+    return {}
+
+
+@action(
+    "ModifyVolume",
+    opennebula="grow: one.vm.diskresize of the attached disk (OpenNebula cannot resize a "
+    "detached image); VolumeType: one.image.update",
+)
+async def modify_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    image = await volume_image(ctx, params["VolumeId"])
+    (volume,) = await _volumes(ctx, [image])
+    size, volume_type = params.get("Size"), params.get("VolumeType")
+    if size is None and volume_type is None:
+        raise EC2Error("MissingParameter", "The request must ask for a new Size or VolumeType")
+    if volume_type is not None and volume_type not in VOLUME_TYPES:
+        raise invalid_value("VolumeType", volume_type)
+    if size is not None and size < volume["Size"]:
+        raise invalid_value("Size", size, "New size cannot be smaller than existing size.")
+    if size is not None and size > MAX_SIZE_GIB:
+        raise invalid_value("Size", size, f"Volumes are 1 to {MAX_SIZE_GIB} GiB.")
+    grow = size is not None and size > volume["Size"]
+    if grow and not volume["Attachments"]:
+        raise EC2Error(
+            "IncorrectState",
+            f"Volume '{params['VolumeId']}' is not attached: OpenNebula grows a volume as the "
+            "disk of an instance only.",
+        )
+    finish_dry_run(params)
+    image_id = documents.integer(image, "ID")
+    if grow:
+        (vm,) = await vms_by_ids(ctx, [volume["Attachments"][0]["InstanceId"]])
+        disk = _disk_of(vm, image_id)
+        if disk is None:
+            raise EC2Error("IncorrectState", f"Volume '{params['VolumeId']}' is being detached.")
+        await hotplug(
+            ctx,
+            "one.vm.diskresize",
+            documents.integer(vm, "ID"),
+            documents.integer(disk, "DISK_ID"),
+            str(size * 1024),
+        )
+    if volume_type is not None and volume_type != volume["VolumeType"]:
+        await ctx.one(
+            "one.image.update", image_id, documents.template_text([(VOLUME_TYPE, volume_type)]), 1
+        )
+    return {
+        "VolumeModification": {
+            "VolumeId": params["VolumeId"],
+            "ModificationState": "completed",
+            "TargetSize": size or volume["Size"],
+            "TargetVolumeType": volume_type or volume["VolumeType"],
+            "TargetMultiAttachEnabled": False,
+            "OriginalSize": volume["Size"],
+            "OriginalVolumeType": volume["VolumeType"],
+            "OriginalMultiAttachEnabled": False,
+            "Progress": 100,
+            "StartTime": datetime.now(UTC),
+            "EndTime": datetime.now(UTC),
+        }
+    }
+
+
+# --- snapshots ---------------------------------------------------------------------------
+
+
+def to_snapshot(image: documents.Element) -> dict[str, Any]:
+    uid = documents.integer(image, "UID")
+    state = SNAPSHOT_STATES.get(documents.integer(image, "STATE"), "completed")
+    return {
+        "SnapshotId": ids.SNAPSHOT.encode(documents.integer(image, "ID")),
+        "VolumeId": _attr(image, FROM_VOLUME) or "vol-ffffffff",
+        "State": state,
+        "StartTime": _time(documents.integer(image, "REGTIME")),
+        "Progress": "100%" if state == "completed" else "0%",
+        "OwnerId": ids.account_id(uid),
+        "OwnerAlias": "amazon" if uid == 0 else None,
+        "Description": _attr(image, DESCRIPTION),
+        "VolumeSize": _gib(image),
+        "Encrypted": False,
+        "StorageTier": "standard",
+        "Public": documents.text(image, "PERMISSIONS/OTHER_U") == "1",
+        "Tags": _tag_list(image),
+    }
+
+
+async def _snapshot_of(
+    ctx: RequestContext,
+    source: documents.Element,
+    volume_id: str,
+    description: str,
+    snapshot_tags: dict[str, str],
+) -> dict[str, Any]:
+    """Copy a detached volume or a snapshot (one.image.clone), or save an attached volume
+    (one.vm.disksaveas), then mark the new image as a snapshot."""
+    name = f"ebs-snapshot-{secrets.token_hex(6)}"
+    source_id = documents.integer(source, "ID")
+    try:
+        users = _users(source) if _marked(source, VOLUME_MARKER) else []
+        if users:
+            (vm,) = await vms_by_ids(ctx, [ids.INSTANCE.encode(users[0])])
+            disk = _disk_of(vm, source_id)
+            if disk is None:
+                raise EC2Error("IncorrectState", f"Volume '{volume_id}' is being attached.")
+            image_id = await ctx.one(
+                "one.vm.disksaveas",
+                users[0],
+                documents.integer(disk, "DISK_ID"),
+                name,
+                "",
+                -1,
+            )
+        else:
+            image_id = await ctx.one("one.image.clone", source_id, name, -1)
+    except OneError as err:
+        raise _space_error(err, "Snapshot") from None
+    attributes: list[tuple[str, Any]] = [
+        (SNAPSHOT_MARKER, "YES"),
+        (FROM_VOLUME, volume_id),
+        ("DEV_PREFIX", _attr(source, "DEV_PREFIX") or "vd"),
+        *_tag_vectors(snapshot_tags),
+    ]
+    if description:
+        attributes.append((DESCRIPTION, description))
+    await _mark(ctx, image_id, attributes)
+    return to_snapshot(await ctx.one_doc("one.image.info", image_id))
+
+
+@action(
+    "CreateSnapshot",
+    opennebula="one.image.clone of a detached volume, one.vm.disksaveas of an attached one; "
+    "then one.image.update (EBS_SNAPSHOT=YES)",
+)
+async def create_snapshot(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    snapshot_tags = tag_rules.from_specifications(params.get("TagSpecifications"), "snapshot")
+    description = params.get("Description") or ""
+    if len(description) > 255:
+        raise invalid_value("Description", description[:20] + "...", "At most 255 characters.")
+    image = await volume_image(ctx, params["VolumeId"])
+    if documents.integer(image, "UID") != ctx.uid:
+        raise ids.VOLUME.missing(params["VolumeId"])
+    finish_dry_run(params)
+    return await _snapshot_of(ctx, image, params["VolumeId"], description, snapshot_tags)
+
+
+@action(
+    "CopySnapshot",
+    opennebula="one.image.clone of the snapshot image, then one.image.update",
+)
+async def copy_snapshot(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    region = await local_region(ctx)
+    if params.get("SourceRegion") and params["SourceRegion"] != region:
+        raise invalid_value(
+            "SourceRegion", params["SourceRegion"], f"Snapshots are copied within {region}."
+        )
+    if params.get("Encrypted"):
+        raise EC2Error("InvalidParameterValue", "OpenNebula snapshots cannot be encrypted.")
+    snapshot_tags = tag_rules.from_specifications(params.get("TagSpecifications"), "snapshot")
+    source = await snapshot_image(ctx, params["SourceSnapshotId"])
+    finish_dry_run(params)
+    description = params.get("Description") or _attr(source, DESCRIPTION)
+    copied = await _snapshot_of(ctx, source, _attr(source, FROM_VOLUME), description, snapshot_tags)
+    return {"SnapshotId": copied["SnapshotId"], "Tags": copied["Tags"]}
+
+
+@action("DeleteSnapshot", opennebula="one.image.delete of an image marked EBS_SNAPSHOT")
+async def delete_snapshot(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    image = await snapshot_image(ctx, params["SnapshotId"])
+    finish_dry_run(params)
+    try:
+        await ctx.one("one.image.delete", documents.integer(image, "ID"), False)
+    except OneError as err:
+        if err.code == ACTION:
+            raise EC2Error(
+                "InvalidSnapshot.InUse", f"The snapshot {params['SnapshotId']} is in use"
+            ) from None
+        raise
+    return {}
+
+
+SNAPSHOT_FILTERS: dict[str, filters.Extractor] = {
+    "description": lambda s: s["Description"],
+    "encrypted": lambda s: s["Encrypted"],
+    "owner-alias": lambda s: s["OwnerAlias"],
+    "owner-id": lambda s: s["OwnerId"],
+    "progress": lambda s: s["Progress"],
+    "snapshot-id": lambda s: s["SnapshotId"],
+    "start-time": lambda s: _iso(s["StartTime"]),
+    "status": lambda s: s["State"],
+    "storage-tier": lambda s: s["StorageTier"],
+    "volume-id": lambda s: s["VolumeId"],
+    "volume-size": lambda s: s["VolumeSize"],
+}
+
+
+@action(
+    "DescribeSnapshots",
+    opennebula="one.imagepool.info(-2) (or one.image.info per SnapshotId): images marked "
+    "EBS_SNAPSHOT the caller may use",
+)
+async def describe_snapshots(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    pages.no_max_results_with(params, "SnapshotIds", "snapshotSet")
+    wanted = params.get("SnapshotIds")
+    if wanted:
+        images = await asyncio.gather(*(snapshot_image(ctx, s) for s in dict.fromkeys(wanted)))
+    else:
+        pool = await ctx.one_doc("one.imagepool.info", -2, -1, -1)
+        images = [i for i in pool.iterfind("IMAGE") if is_snapshot(i)]
+    finish_dry_run(params)
+    snapshots = [to_snapshot(image) for image in images]
+    if params.get("OwnerIds"):
+        snapshots = list(filter(_owner_check(params["OwnerIds"], ctx.account_id), snapshots))
+    if params.get("RestorableByUserIds"):
+        check = _executable_check(params["RestorableByUserIds"], ctx.account_id)
+        snapshots = list(filter(check, snapshots))
+    snapshots = filters.apply(snapshots, params.get("Filters"), SNAPSHOT_FILTERS, _tags)
+    snapshots.sort(key=lambda s: s["SnapshotId"])
+    chosen, token = pages.page(snapshots, params, minimum=5, maximum=1000)
+    return {"Snapshots": list(chosen), "NextToken": token}
