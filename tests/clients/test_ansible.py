@@ -1,0 +1,123 @@
+"""Ansible (the `ansible` package from PyPI with its bundled amazon.aws collection):
+`ansible-playbook ansible/playbook.yml` with ec2_key, ec2_ami_info, ec2_instance (state
+running, then absent) and ec2_instance_info, pointed at the gateway by `endpoint_url`.
+
+amazon.aws is boto3 underneath, but ec2_instance calls far more actions than a plain
+launch (DescribeVpcs, DescribeSubnets, DescribeSecurityGroups, DescribeInstanceAttribute,
+ModifyInstanceAttribute, DescribeInstanceStatus, the boto3 waiters, …).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import LiveGateway
+
+PLAYBOOK = Path(__file__).parent / "ansible" / "playbook.yml"
+
+
+def _run_playbook(gateway: LiveGateway, tmp_path: Path) -> dict:
+    key = gateway.new_user("client-ansible")
+    results = tmp_path / "results.json"
+    extra = {
+        "ec2gw_url": gateway.url,
+        "ec2gw_region": gateway.region,
+        "ec2gw_access_key": key.access_key_id,
+        "ec2gw_secret_key": key.secret,
+        "results_file": str(results),
+    }
+    (tmp_path / "vars.json").write_text(json.dumps(extra))
+    env = {
+        **os.environ,
+        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        "ANSIBLE_CONFIG": str(tmp_path / "no-ansible.cfg"),  # ignore any ansible.cfg around
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,  # the venv, where boto3 is
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    playbook = Path(sys.executable).with_name("ansible-playbook")
+    run = subprocess.run(
+        [str(playbook), "-i", "localhost,", "-e", f"@{tmp_path / 'vars.json'}", str(PLAYBOOK)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    return json.loads(results.read_text())
+
+
+def _answered(gateway: LiveGateway) -> tuple[Counter, Counter]:
+    """(requests by action, error answers by (action, code)) from the gateway's /metrics."""
+    requests: Counter = Counter()
+    errors: Counter = Counter()
+    for family in text_string_to_metric_families(httpx.get(f"{gateway.url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "ec2gw_requests_total":
+                requests[sample.labels["action"]] += int(sample.value)
+            elif sample.name == "ec2gw_errors_total":
+                errors[sample.labels["action"], sample.labels["code"]] += int(sample.value)
+    return requests, errors
+
+
+def test_ansible_playbook(gateway: LiveGateway, tmp_path: Path):
+    # A gateway of its own on the same cloud, so that its /metrics count this playbook only.
+    with gateway.variant() as own:
+        out = _run_playbook(own, tmp_path)
+        requests, errors = _answered(own)
+
+    assert out["key"]["changed"] is True and out["key"]["key"]["name"] == "ansible-key"
+    assert out["key"]["key"]["fingerprint"] and out["key"]["key"]["private_key"]
+    assert out["key_again"]["changed"] is False
+
+    (image,) = out["images"]["images"]
+    assert image["name"].startswith("ubuntu-") and image["state"] == "available"
+
+    launched = out["launched"]
+    assert launched["changed"] is True and len(launched["instance_ids"]) == 2
+    ids = sorted(launched["instance_ids"])
+    assert out["launched_again"]["changed"] is False
+    running = {i["instance_id"]: i for i in out["running"]["instances"]}
+    assert sorted(running) == ids
+    for instance in running.values():
+        assert instance["state"]["name"] == "running"
+        assert instance["instance_type"] == "t3.micro" and instance["key_name"] == "ansible-key"
+        assert instance["image_id"] == image["image_id"]
+        assert instance["tags"] == {"Name": "ansible-web", "suite": "ansible"}
+
+    assert out["stopped"]["stop_success"] == launched["instance_ids"][:1]
+    assert out["started"]["start_success"] == launched["instance_ids"][:1]
+    refused = out["refused"]
+    assert refused["failed"] is True and sorted(refused["terminate_failed"]) == ids
+    assert "OperationNotPermitted" in refused["msg"]
+    assert out["unprotected"]["changes"] == [{"DisableApiTermination": {"Value": False}}]
+    assert sorted(out["terminated"]["terminate_success"]) == ids
+    assert {i["state"]["name"] for i in out["after"]["instances"]} == {"terminated"}
+    assert out["key_removed"]["changed"] is True
+
+    # What amazon.aws asked for beyond the plain EC2 calls, and the only errors it met:
+    # the key lookup before creating it and the refused termination.
+    assert {
+        "DescribeVpcs",
+        "DescribeSubnets",
+        "DescribeInstanceAttribute",
+        "ModifyInstanceAttribute",
+        "DescribeInstanceStatus",
+        "DescribeTags",
+    } <= set(requests)
+    assert set(errors) == {
+        ("DescribeKeyPairs", "InvalidKeyPair.NotFound"),
+        ("TerminateInstances", "OperationNotPermitted"),
+    }
