@@ -29,6 +29,7 @@ from ec2gw.ec2 import ids
 from ec2gw.one.sessions import ServerCipherSessions
 
 HERE = Path(__file__).resolve().parent
+RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or HERE / "results")
 READS = (
     "DescribeRegions",
     "DescribeImages",
@@ -52,6 +53,7 @@ class Options:
     profile: bool
     output: Path
     keep: bool
+    load_budget: float
 
 
 def read_params(scenario: str, peer: Peer) -> tuple[str, dict[str, str]]:
@@ -99,6 +101,15 @@ def shape(single: float, opts: Options) -> Shape:
     seconds = max(seconds, min(2.5 * single, 180.0))
     timeout = min(max(60.0, 3 * single * connections), 300.0)
     return Shape(connections, seconds, timeout)
+
+
+def probe_only(scenario: str, target: str, size: int, single: float) -> Measurement:
+    """A request too slow to load (over max_seconds/2 alone): its one timed answer."""
+    ms = round(single * 1000, 2)
+    return Measurement(
+        scenario, target, size, 1, 1, round(single, 3), round(1 / single, 3), ms, ms, 0,
+        notes={"probe_only": True},
+    )  # fmt: skip
 
 
 def _machine_busy() -> float:
@@ -150,6 +161,9 @@ class Bench:
         self.profiles: dict[str, Any] = {}
         self.loading: dict[str, dict[str, float]] = {}
         self.started: list[servers.Server] = []
+        self.t0 = time.time()
+        self.load_deadline = 0.0
+        self.meta: dict[str, Any] = {}
 
     def start(self) -> None:
         self.bare = self._keep(servers.start_bare(self.logs))
@@ -227,10 +241,15 @@ class Bench:
             for peer in (self.ec2gw, self.ref):
                 action, params = read_params(scenario, peer)
                 pools[peer.name] = peer.main.pool(action, params, POOL)
-            single = max(probe(pool[0]) for pool in pools.values())
-            shaped = shapes[scenario] = shape(single, self.opts)
-            self.wrk(scenario, "ec2gw", size, pools["ec2gw"], shaped, self.ec2gw_side, self.gateway)
-            self.wrk(scenario, "moto", size, pools["moto"], shaped, {"moto": self.moto})
+            singles = {name: probe(pool[0]) for name, pool in pools.items()}
+            fast = [t for name, t in singles.items() if t <= self.opts.max_seconds / 2]
+            shaped = shapes[scenario] = shape(max(fast or singles.values()), self.opts)
+            for name, watch in (("ec2gw", self.ec2gw_side), ("moto", {"moto": self.moto})):
+                if singles[name] > self.opts.max_seconds / 2:
+                    self.record(probe_only(scenario, name, size, singles[name]))
+                    continue
+                gateway = self.gateway if name == "ec2gw" else None
+                self.wrk(scenario, name, size, pools[name], shaped, watch, gateway)
         return shapes
 
     def raw_opennebula(self, size: int, shapes: dict[str, Shape]) -> None:
@@ -325,7 +344,7 @@ class Bench:
     def profile(self, size: int, scenarios: tuple[str, ...]) -> None:
         """The gateway's hot spots under load, sampled by pyinstrument in a separate,
         profiled gateway process (the profiler slows it; its figures are not in the table)."""
-        directory = HERE / "results" / "profiles"
+        directory = RESULTS / "profiles"
         profiled = self._keep(servers.start_gateway(self.sim, self.logs, profile_dir=directory))
         peer = self.ec2gw
         target = Target(
@@ -356,22 +375,45 @@ class Bench:
 
     # --- the run ----------------------------------------------------------------------
 
-    def load_both(self, size: int) -> None:
+    def load_both(self, size: int) -> int:
+        """Load both peers to `size` in steps of 1,000, in step with each other, within the
+        loading budget; returns the count both reached."""
         self.log(f"loading {size} instances into ec2gw and moto")
-        with ThreadPoolExecutor(2) as pool:
-            futures = {p.name: pool.submit(load, p, size) for p in (self.ec2gw, self.ref)}
-            took = {name: round(f.result(), 1) for name, f in futures.items()}
-        self.loading[str(size)] = took
-        self.log(f"  loaded in {took} s")
+        took = {p.name: 0.0 for p in (self.ec2gw, self.ref)}
+        while self.ec2gw.loaded < size:
+            if time.monotonic() > self.load_deadline:
+                self.log(f"  loading budget spent at {self.ec2gw.loaded} instances")
+                break
+            step = min(size, self.ec2gw.loaded + 1000)
+            with ThreadPoolExecutor(2) as pool:
+                futures = {p.name: pool.submit(load, p, step) for p in (self.ec2gw, self.ref)}
+                for name, future in futures.items():
+                    took[name] += future.result()
+        reached = self.ec2gw.loaded
+        self.loading[str(reached)] = {name: round(t, 1) for name, t in took.items()}
+        self.log(f"  {reached} loaded in {self.loading[str(reached)]} s")
+        return reached
+
+    def save(self, final: bool = False) -> dict[str, Any]:
+        results = report.build(
+            [m.row() for m in self.results],
+            profiles=self.profiles,
+            loading=self.loading,
+            meta={**self.meta, "complete": final, "wall_seconds": round(time.time() - self.t0)},
+        )
+        self.opts.output.parent.mkdir(parents=True, exist_ok=True)
+        self.opts.output.write_text(json.dumps(results, indent=1) + "\n")
+        return results
 
     def run(self) -> None:
         self.start()
+        self.load_deadline = time.monotonic() + self.opts.load_budget
         self.log("bare ASGI ceiling")
         self.bare_ceiling()
         sizes = sorted(self.opts.sizes)
         reference = 1000 if 1000 in sizes else sizes[0]
-        for size in sizes:
-            self.load_both(size)
+        for wanted in sizes:
+            size = self.load_both(wanted)
             shapes = self.reads(size)
             self.raw_opennebula(size, shapes)
             self.create_tags(size)
@@ -379,11 +421,13 @@ class Bench:
             if size == reference and self.opts.workers > 1:
                 self.workers(size, shapes)
             if self.opts.profile and size == reference:
-                self.profile(
-                    size, ("DescribeRegions", "DescribeInstances all", "DescribeInstances one id")
-                )
-            if self.opts.profile and size == sizes[-1] and size != reference:
-                self.profile(size, ("DescribeInstances one id",))
+                scenarios = ("DescribeRegions", "DescribeInstances all", "DescribeInstances one id")
+                self.profile(size, scenarios)
+            if self.opts.profile and wanted == sizes[-1] and size != reference:
+                self.profile(size, ("DescribeInstances one id", "DescribeInstances all"))
+            self.save()
+            if size < wanted:
+                break
 
 
 def machine() -> dict[str, object]:
@@ -425,8 +469,13 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--mutations", type=int, default=200, help="launch/terminate cycles")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument runs")
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "latest.json")
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    parser.add_argument(
+        "--load-budget", type=float, default=1800.0,
+        help="seconds of loading instances, in all; a size not reached in time is measured "
+        "at the count reached and the larger sizes are skipped",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if args.quick:
@@ -436,6 +485,7 @@ def parse_args(argv: list[str] | None) -> Options:
     return Options(
         sizes, args.connections, args.seconds, args.max_seconds, args.max_requests,
         args.mutations, args.workers, not args.no_profile, args.output, args.keep,
+        args.load_budget,
     )  # fmt: skip
 
 
@@ -445,7 +495,24 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("wrk is not installed (bash benchmarks/run installs it)")
     work = Path(tempfile.mkdtemp(prefix="ec2gw-bench-"))
     bench = Bench(opts, work)
-    started = time.time()
+    bench.meta = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "measured_source": {
+            "commit": os.environ.get("BENCH_SOURCE_COMMIT", "working tree"),
+            "note": os.environ.get("BENCH_SOURCE_NOTE", ""),
+        },
+        "options": {
+            "sizes": opts.sizes,
+            "connections": opts.connections,
+            "seconds": opts.seconds,
+            "max_seconds": opts.max_seconds,
+            "max_requests": opts.max_requests,
+            "mutations": opts.mutations,
+            "workers": opts.workers,
+            "load_budget": opts.load_budget,
+        },  # fmt: skip
+        "machine": machine(),
+    }
     try:
         bench.run()
     finally:
@@ -454,27 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"work directory and logs: {work}")
-    results = report.build(
-        [m.row() for m in bench.results],
-        profiles=bench.profiles,
-        loading=bench.loading,
-        meta={
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-            "wall_seconds": round(time.time() - started),
-            "options": {
-                "sizes": opts.sizes,
-                "connections": opts.connections,
-                "seconds": opts.seconds,
-                "max_seconds": opts.max_seconds,
-                "max_requests": opts.max_requests,
-                "mutations": opts.mutations,
-                "workers": opts.workers,
-            },  # fmt: skip
-            "machine": machine(),
-        },
-    )
-    opts.output.parent.mkdir(parents=True, exist_ok=True)
-    opts.output.write_text(json.dumps(results, indent=1) + "\n")
+    results = bench.save(final=True)
     print(report.render(results))
     print(f"\nwritten to {opts.output}")
     return 0

@@ -19,6 +19,9 @@ PYTHON = sys.executable
 BIN = Path(PYTHON).parent
 HOST = "127.0.0.1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# The tree the servers import ec2gw from: benchmarks/run points this at a snapshot of the
+# committed code, so that edits made in the working tree during a run are not measured.
+SOURCE = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -98,7 +101,7 @@ def _spawn(name: str, argv: list[str], env: dict[str, str], logs: Path, port: in
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=SOURCE,  # `python -m` imports ec2gw and benchmarks from here
         )
     return Server(name, port, process, log_path)
 
