@@ -326,7 +326,12 @@ async def _launch(ctx: RequestContext, params: dict[str, Any], token: str | None
         requested_zone = subnet["AvailabilityZone"]
     cluster = by_name.get(requested_zone) if requested_zone else None
     network = ids.SUBNET.decode(subnet["SubnetId"]) if subnet else None
-    groups = await _resolve_security_groups(ctx, params.get("SecurityGroupIds") or [])
+    group_ids = list(params.get("SecurityGroupIds") or [])
+    if params.get("SecurityGroups"):
+        from ec2gw.actions.security_groups import group_ids_by_name
+
+        group_ids += await group_ids_by_name(ctx, params["SecurityGroups"])
+    groups = await _resolve_security_groups(ctx, list(dict.fromkeys(group_ids)))
     finish_dry_run(params)
 
     count = params["MaxCount"]

@@ -272,6 +272,23 @@ async def _named(ctx: RequestContext, params: dict[str, Any]) -> documents.Eleme
     )
 
 
+async def group_ids_by_name(ctx: RequestContext, names: list[str]) -> list[str]:
+    """`sg-` ids of the groups named (RunInstances SecurityGroup.N): the caller's own
+    group of that name, else one it may use (such as OpenNebula's `default`)."""
+    groups = await _usable(ctx)
+    result = []
+    for name in names:
+        named = [g for g in groups if documents.text(g, "NAME") == name]
+        named.sort(key=lambda g: documents.integer(g, "UID") != ctx.uid)
+        if not named:
+            raise EC2Error(
+                "InvalidGroup.NotFound",
+                f"The security group '{name}' does not exist in default VPC",
+            )
+        result.append(GROUP.encode(documents.integer(named[0], "ID")))
+    return result
+
+
 # --- actions -----------------------------------------------------------------------------
 
 

@@ -197,6 +197,8 @@ class Cloud:
             "secgroup",
             {
                 **self.owned(0, "default", Caller(0, 0, {0}, "oneadmin", "oneadmin")),
+                # `SecurityGroupPool`: uma u-- u--, every user may use the default group.
+                "perms": [1, 1, 1, 1, 0, 0, 1, 0, 0],
                 "template": [["DESCRIPTION", ""]] + [["RULE", r] for r in rules],
             },
         )

@@ -236,6 +236,13 @@ def test_security_groups(gateway, ec2, ami):
     with pytest.raises(ClientError) as err:
         ec2.delete_security_group(GroupId=group_id)
     assert error_of(err) == ("DependencyViolation", 400)
+    by_name = _running(ec2, ami, SecurityGroups=["web", "default"])
+    assert {g["GroupName"] for g in _instance(ec2, by_name)["SecurityGroups"]} == {"web", "default"}
+    with pytest.raises(ClientError) as err:
+        ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, SecurityGroups=["nope"])
+    assert error_of(err) == ("InvalidGroup.NotFound", 400)
+    ec2.terminate_instances(InstanceIds=[by_name])
+    ec2.get_waiter("instance_terminated").wait(InstanceIds=[by_name], WaiterConfig={"Delay": 1})
     ec2.terminate_instances(InstanceIds=[instance_id])
     ec2.get_waiter("instance_terminated").wait(InstanceIds=[instance_id], WaiterConfig={"Delay": 1})
     ec2.delete_security_group(GroupId=group_id)

@@ -196,3 +196,28 @@ def test_tags_on_volumes_snapshots_groups_and_addresses(ec2, zone):
     ec2.delete_volume(VolumeId=volume_id)
     ec2.delete_security_group(GroupId=group_id)
     ec2.release_address(AllocationId=allocation_id)
+
+
+def test_libcloud_volumes_and_snapshots(gateway):
+    """libcloud needs volumeId and size from CreateVolume, and tags the volume's name."""
+    from tests.clients.test_libcloud import REGION, _driver
+
+    with gateway.variant(gateway__region_name=REGION) as us_east_1:
+        driver = _driver(us_east_1, us_east_1.new_user("libcloud-storage"), "4")
+        location = driver.list_locations()[0]
+        image = next(i for i in driver.list_images(ex_owner="amazon") if "alpine" in i.name)
+        size = {s.id: s for s in driver.list_sizes()}["t3.micro"]
+        node = driver.create_node(name="lc-disk", size=size, image=image, location=location)
+        driver.wait_until_running([node], wait_period=0.2, timeout=30, ssh_interface="private_ips")
+        volume = driver.create_volume(1, "lc-data", location=location)
+        assert volume.id.startswith("vol-") and volume.size == 1 and volume.name == "lc-data"
+        assert [v.id for v in driver.list_volumes()] == [volume.id]
+        assert driver.attach_volume(node, volume, "/dev/sdf") is True
+        snapshot = driver.create_volume_snapshot(volume, name="lc-snap")
+        assert snapshot.id.startswith("snap-")
+        assert [s.id for s in driver.list_volume_snapshots(volume)] == [snapshot.id]
+        assert driver.detach_volume(volume) is True
+        assert driver.destroy_volume_snapshot(snapshot) is True
+        assert driver.destroy_volume(volume) is True
+        assert driver.list_volumes() == []
+        driver.destroy_node(node)
