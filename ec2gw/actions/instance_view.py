@@ -28,6 +28,8 @@ SHUTDOWN_BEHAVIOR = "EC2_SHUTDOWN_BEHAVIOR"
 HIDDEN = "EC2_HIDDEN"  # set on VMs a failed RunInstances rolled back
 # NIC attribute marking the NIC AssociateAddress attached on an Elastic IP reservation.
 ELASTIC_NIC = "EC2_ELASTIC_IP"
+# DISK attribute naming the EBS volume AttachVolume plugged in.
+VOLUME_DISK = "EC2_VOLUME_ID"
 
 
 @dataclass
@@ -192,6 +194,19 @@ def network_interfaces(vm: documents.Element, zones: Zones) -> list[dict[str, An
     return result
 
 
+def _block_device(disk: documents.Element, launched: datetime) -> dict[str, Any]:
+    """A VM disk as a block device mapping; an attached EBS volume names itself."""
+    volume_id = documents.text(disk, VOLUME_DISK)
+    ebs: dict[str, Any] = {
+        "AttachTime": launched,
+        "DeleteOnTermination": not volume_id,
+        "Status": "attached",
+    }
+    if volume_id:
+        ebs["VolumeId"] = volume_id
+    return {"DeviceName": f"/dev/{documents.text(disk, 'TARGET')}", "Ebs": ebs}
+
+
 def to_instance(vm: documents.Element, zones: Zones) -> dict[str, Any]:
     """A VM document (full body: vm.info or vmpool.infoextended) as EC2's Instance."""
     state = state_of(vm)
@@ -250,14 +265,7 @@ def to_instance(vm: documents.Element, zones: Zones) -> dict[str, Any]:
         "RootDeviceType": "ebs",
         "RootDeviceName": root_device,
         "BlockDeviceMappings": [
-            {
-                "DeviceName": f"/dev/{documents.text(disk, 'TARGET')}",
-                "Ebs": {
-                    "AttachTime": launched,
-                    "DeleteOnTermination": True,
-                    "Status": "attached",
-                },
-            }
+            _block_device(disk, launched)
             for disk in disks
             if alive and documents.text(disk, "TARGET")
         ],
@@ -313,6 +321,9 @@ INSTANCE_FILTERS: dict[str, filters.Extractor] = {
         m["DeviceName"] for m in i["BlockDeviceMappings"]
     ],
     "block-device-mapping.status": lambda i: [m["Ebs"]["Status"] for m in i["BlockDeviceMappings"]],
+    "block-device-mapping.volume-id": lambda i: [
+        m["Ebs"].get("VolumeId") for m in i["BlockDeviceMappings"]
+    ],
     "client-token": lambda i: i["ClientToken"],
     "dns-name": lambda i: i["PublicDnsName"],
     "group-id": lambda i: [g["GroupId"] for g in i["SecurityGroups"]],

@@ -490,7 +490,7 @@ async def attach_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str
         raise EC2Error("InvalidParameterValue", f"Attachment point /dev/{target} is already in use")
     finish_dry_run(params)
     image_id, vm_id = documents.integer(image, "ID"), documents.integer(vm, "ID")
-    disk = {"IMAGE_ID": image_id, "TARGET": target}
+    disk = {"IMAGE_ID": image_id, "TARGET": target, view.VOLUME_DISK: params["VolumeId"]}
     await hotplug(ctx, "one.vm.attach", vm_id, documents.template_text([("DISK", disk)]))
     attached = int(time.time())
     try:

@@ -48,8 +48,17 @@ def test_volume_snapshot_lifecycle(ec2, ami, zone):
         Filters=[{"Name": "attachment.instance-id", "Values": [instance_id]}]
     )["Volumes"]
     assert [v["VolumeId"] for v in by_instance] == [volume_id]
-    devices = [m["DeviceName"] for m in _instance(ec2, instance_id)["BlockDeviceMappings"]]
-    assert "/dev/sdf" in devices
+    devices = {
+        m["DeviceName"]: m["Ebs"] for m in _instance(ec2, instance_id)["BlockDeviceMappings"]
+    }
+    assert devices["/dev/sdf"]["VolumeId"] == volume_id
+    assert devices["/dev/sdf"]["DeleteOnTermination"] is False
+    by_volume = ec2.describe_instances(
+        Filters=[{"Name": "block-device-mapping.volume-id", "Values": [volume_id]}]
+    )
+    assert [i["InstanceId"] for r in by_volume["Reservations"] for i in r["Instances"]] == [
+        instance_id
+    ]
     with pytest.raises(ClientError) as err:
         ec2.delete_volume(VolumeId=volume_id)
     assert error_of(err) == ("VolumeInUse", 400)
