@@ -12,12 +12,13 @@ test runs with `[gateway] region_name = "us-east-1"`, as a libcloud user's would
 from __future__ import annotations
 
 import base64
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from libcloud.compute.base import NodeImage, NodeSize
 from libcloud.compute.providers import get_driver
-from libcloud.compute.types import NodeState, Provider
+from libcloud.compute.types import NodeState, Provider, StorageVolumeState
 from libcloud.http import LibcloudConnection
 
 from tests.e2e.conftest import LiveGateway
@@ -53,6 +54,17 @@ REGION = "us-east-1"
 def us_east_1(gateway: LiveGateway):
     with gateway.variant(gateway__region_name=REGION) as variant:
         yield variant
+
+
+def _volume_state(driver, volume_id: str, state: StorageVolumeState, timeout: float = 30):
+    """Poll list_volumes (libcloud has no volume waiter) until the volume is in `state`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        (volume,) = [v for v in driver.list_volumes() if v.id == volume_id]
+        if volume.state == state:
+            return volume
+        assert time.monotonic() < deadline, f"{volume_id} still {volume.state}, wanted {state}"
+        time.sleep(0.2)
 
 
 def _driver(gateway: LiveGateway, key, signature_version: str):
@@ -103,7 +115,23 @@ def test_libcloud_workflow(us_east_1: LiveGateway, wire, signature_version: str)
         ex_userdata="#!/bin/sh\necho libcloud\n",
         ex_metadata={"suite": "libcloud"},
     )
-    other = driver.create_node(name="lc-db", size=size, image=image)
+    # A security group with one rule, for the second node.
+    group_id = driver.ex_create_security_group("lc-db", "libcloud database")["group_id"]
+    assert group_id.startswith("sg-")
+    assert (
+        driver.ex_authorize_security_group_ingress(group_id, 5432, 5432, cidr_ips=["10.0.0.0/8"])
+        is True
+    )
+    (group,) = driver.ex_get_security_groups(group_ids=[group_id])
+    assert group.name == "lc-db"
+    assert [
+        (r["protocol"], r["from_port"], r["to_port"], r["cidr_ips"]) for r in group.ingress_rules
+    ] == [("tcp", "5432", "5432", ["10.0.0.0/8"])]  # libcloud keeps the ports as text
+    subnet = driver.ex_list_subnets()[0]  # libcloud wants a subnet with group ids
+    assert subnet.id.startswith("subnet-") and subnet.extra["vpc_id"].startswith("vpc-")
+    other = driver.create_node(
+        name="lc-db", size=size, image=image, ex_security_group_ids=[group_id], ex_subnet=subnet
+    )
     assert node.id.startswith("i-") and node.name == "lc-web"
     ready = driver.wait_until_running(
         [node, other], wait_period=0.2, timeout=30, ssh_interface="private_ips"
@@ -118,6 +146,9 @@ def test_libcloud_workflow(us_east_1: LiveGateway, wire, signature_version: str)
     assert web.extra["key_name"] == "lc-key" and web.extra["image_id"] == image.id
     assert web.extra["instance_type"] == "t3.micro"
     assert web.private_ips and web.private_ips[0].startswith("10.")
+    db = nodes[other.id]
+    assert db.extra["groups"] == [{"group_id": group_id, "group_name": "lc-db"}]
+    assert db.extra["subnet_id"] == subnet.id
     by_filter = driver.list_nodes(ex_filters={"tag:suite": "libcloud"})
     assert [n.id for n in by_filter] == [node.id]
     user_data = driver.connection.request(
@@ -158,6 +189,24 @@ def test_libcloud_workflow(us_east_1: LiveGateway, wire, signature_version: str)
     assert driver.ex_release_address(address, domain="vpc") is True
     assert driver.ex_describe_all_addresses() == []
 
+    # A volume: create (libcloud names it with a tag), attach, detach, snapshot, delete.
+    volume = driver.create_volume(2, "lc-data", location=locations[0], ex_volume_type="gp3")
+    assert volume.id.startswith("vol-") and volume.size == 2
+    assert volume.extra["tags"] == {"Name": "lc-data"}
+    _volume_state(driver, volume.id, StorageVolumeState.AVAILABLE)
+    assert driver.attach_volume(web, volume, "/dev/sdf") is True
+    attached = _volume_state(driver, volume.id, StorageVolumeState.INUSE)
+    assert attached.extra["instance_id"] == node.id and attached.name == "lc-data"
+    assert [v.id for v in driver.list_volumes(node=web)] == [volume.id]
+    assert driver.detach_volume(volume) is True
+    _volume_state(driver, volume.id, StorageVolumeState.AVAILABLE)
+    snapshot = driver.create_volume_snapshot(volume, name="lc-data-1")
+    assert snapshot.id.startswith("snap-") and snapshot.size == 2
+    assert [s.id for s in driver.list_volume_snapshots(volume)] == [snapshot.id]
+    assert driver.destroy_volume_snapshot(snapshot) is True
+    assert driver.destroy_volume(volume) is True
+    assert driver.list_volumes() == []
+
     # Lifecycle.
     assert driver.reboot_node(web) is True
     assert driver.stop_node(nodes[other.id]) is True
@@ -171,6 +220,7 @@ def test_libcloud_workflow(us_east_1: LiveGateway, wire, signature_version: str)
     gone = driver.list_nodes(ex_node_ids=[node.id, other.id])
     assert {n.state for n in gone} == {NodeState.TERMINATED}
     assert driver.delete_key_pair(driver.get_key_pair("lc-key")) is True
+    assert driver.ex_delete_security_group_by_id(group_id) is True
 
     # Every request was a GET signed the way this driver was told to sign.
     assert {(method, scheme) for method, _, scheme in wire} == {("GET", signature_version)}
