@@ -96,6 +96,7 @@ def test_ansible_playbook(gateway: LiveGateway, tmp_path: Path):
         assert instance["instance_type"] == "t3.micro" and instance["key_name"] == "ansible-key"
         assert instance["image_id"] == image["image_id"]
         assert instance["tags"] == {"Name": "ansible-web", "suite": "ansible"}
+        assert [g["group_name"] for g in instance["security_groups"]] == ["default"]
 
     assert out["stopped"]["stop_success"] == launched["instance_ids"][:1]
     assert out["started"]["start_success"] == launched["instance_ids"][:1]
@@ -116,6 +117,7 @@ def test_ansible_playbook(gateway: LiveGateway, tmp_path: Path):
         "ModifyInstanceAttribute",
         "DescribeInstanceStatus",
         "DescribeTags",
+        "DescribeSecurityGroups",
     } <= set(requests)
     assert set(errors) == {
         ("DescribeKeyPairs", "InvalidKeyPair.NotFound"),
