@@ -9,6 +9,8 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -28,13 +30,9 @@ def _ec2gw(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-def test_serve_prints_a_working_aws_command(tmp_path):
-    port = free_port()
-    data_dir = tmp_path / "data"
-    env = {**os.environ, "EC2GW_EMBEDDED_SCHEDULE_DELAY": "0"}
-    for name in list(env):
-        if name.startswith("AWS_"):
-            del env[name]
+@contextmanager
+def _serving(port: int, data_dir: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """`ec2gw serve` as a newcomer runs it, stopped at the end."""
     server = subprocess.Popen(
         [
             sys.executable,
@@ -52,6 +50,29 @@ def test_serve_prints_a_working_aws_command(tmp_path):
         text=True,
     )
     try:
+        yield server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_healthy(port: int, deadline: float) -> None:
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the gateway did not come up"
+        time.sleep(0.1)
+
+
+def test_serve_prints_a_working_aws_command(tmp_path):
+    port = free_port()
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["EC2GW_EMBEDDED_SCHEDULE_DELAY"] = "0"
+    with _serving(port, data_dir, env) as server:
         lines = []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -62,12 +83,7 @@ def test_serve_prints_a_working_aws_command(tmp_path):
             assert server.poll() is None, "".join(lines)
         command = next(line.strip() for line in lines if "aws --profile" in line)
         assert (data_dir / "credentials").exists()
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        _wait_healthy(port, deadline)
         # Run the printed line as a newcomer would, with the aws cli from PyPI.
         words = shlex.split(command)
         assignments = dict(w.split("=", 1) for w in words if re.match(r"^[A-Z_]+=", w))
@@ -98,40 +114,20 @@ def test_serve_prints_a_working_aws_command(tmp_path):
         assert key["AccessKeyId"] not in _ec2gw("keys", "list", env=keys_env).stdout
         missing = _ec2gw("keys", "create", "nobody", env=keys_env)
         assert missing.returncode == 1 and "no such OpenNebula user" in missing.stderr
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-    # A second start finds its state and does not seed again.
-    again = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ec2gw.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
         credentials = (data_dir / "credentials").read_text()
-        assert "aws_secret_access_key" in credentials
-    finally:
-        again.terminate()
-        again.wait(timeout=30)
+
+    # A second start finds its state and seeds nothing again.
+    with _serving(port, data_dir, env):
+        _wait_healthy(port, time.monotonic() + 60)
+        assert (data_dir / "credentials").read_text() == credentials
+        done = subprocess.run(
+            [*runnable, "--output", "json"],
+            env={**env, **assignments},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert sorted(i["Name"] for i in json.loads(done.stdout)["Images"]) == names
 
 
 def test_sim_command_serves_opennebula_alone(tmp_path):
