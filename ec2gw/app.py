@@ -14,7 +14,6 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
@@ -23,7 +22,7 @@ from fastapi.responses import PlainTextResponse, Response
 from ec2gw.actions import registry
 from ec2gw.actions.context import RequestContext
 from ec2gw.auth.keys import AccessKey, KeyCipher, KeyStore
-from ec2gw.auth.verify import IncomingRequest, verify
+from ec2gw.auth.verify import Caller, IncomingRequest, verify
 from ec2gw.config import Settings
 from ec2gw.observability import Metrics
 from ec2gw.one.client import CallStats, OneClient
@@ -200,7 +199,7 @@ async def _dispatch(
     gateway: Gateway,
     request: Request,
     params: list[tuple[str, str]],
-    caller: Any,
+    caller: Caller,
     key: AccessKey,
     request_id: str,
 ) -> bytes:
