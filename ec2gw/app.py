@@ -24,11 +24,12 @@ from ec2gw.actions.context import RequestContext
 from ec2gw.auth.keys import AccessKey, KeyCipher, KeyStore
 from ec2gw.auth.verify import Caller, IncomingRequest, verify
 from ec2gw.config import Settings
+from ec2gw.ec2.ids import account_id
 from ec2gw.observability import Metrics
 from ec2gw.one.client import CallStats, OneClient
 from ec2gw.one.errors import OneError, to_ec2_error
 from ec2gw.one.sessions import ServerCipherSessions
-from ec2gw.protocol import model
+from ec2gw.protocol import model, sts
 from ec2gw.protocol.errors import EC2Error, internal_error
 from ec2gw.protocol.parser import parse_params
 from ec2gw.protocol.serializer import serialize_error, serialize_response
@@ -206,6 +207,8 @@ async def _dispatch(
     action = next((v for k, v in params if k == "Action"), None)
     if not action:
         raise EC2Error("MissingAction", "The request must contain the parameter Action")
+    if action == sts.ACTION:  # amazon.aws asks STS for the account id at this endpoint
+        return sts.caller_identity(account_id(key.uid), key.username, request_id)
     operation = model.operation(action)
     if operation is None:
         raise EC2Error(

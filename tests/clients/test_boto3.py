@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 
+import boto3
 import httpx
 import pytest
 from botocore.exceptions import ClientError
@@ -149,3 +150,28 @@ def test_boto3_presigned_url_with_plain_get(gateway: LiveGateway):
     )
     assert httpx.get(other.replace("i-0fffffff", instance["InstanceId"])).status_code == 401
     ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+
+
+def test_sts_caller_identity_at_the_ec2_endpoint(gateway: LiveGateway):
+    """Tools that send every client to one endpoint_url (Ansible) ask STS who they are."""
+    key = gateway.new_user("client-boto3-sts")
+    sts = boto3.client(
+        "sts",
+        endpoint_url=gateway.url,
+        region_name=gateway.region,
+        aws_access_key_id=key.access_key_id,
+        aws_secret_access_key=key.secret,
+    )
+    identity = sts.get_caller_identity()
+    ec2 = gateway.client(key)
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    reservation = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)
+    ec2.terminate_instances(InstanceIds=[reservation["Instances"][0]["InstanceId"]])
+    account = reservation["OwnerId"]  # the account EC2 says this user is
+    assert identity["Account"] == account and len(account) == 12
+    assert identity["Arn"] == f"arn:aws:iam::{account}:user/client-boto3-sts"
+    assert identity["UserId"] == f"AIDA{account}"
+    assert identity["ResponseMetadata"]["RequestId"]
+    with pytest.raises(ClientError) as err:  # and no more of STS than that
+        sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/x", RoleSessionName="ses")
+    assert _error(err) == ("InvalidAction", 400)
