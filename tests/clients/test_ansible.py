@@ -1,10 +1,12 @@
 """Ansible (the `ansible` package from PyPI with its bundled amazon.aws collection):
-`ansible-playbook ansible/playbook.yml` with ec2_key, ec2_ami_info, ec2_instance (state
-running, then absent) and ec2_instance_info, pointed at the gateway by `endpoint_url`.
+`ansible-playbook ansible/playbook.yml` with ec2_key, ec2_ami_info, ec2_security_group,
+ec2_instance (running, stopped, absent), ec2_vol and ec2_instance_info, pointed at the
+gateway by `endpoint_url`; and the aws_ec2 inventory plugin.
 
-amazon.aws is boto3 underneath, but ec2_instance calls far more actions than a plain
-launch (DescribeVpcs, DescribeSubnets, DescribeSecurityGroups, DescribeInstanceAttribute,
-ModifyInstanceAttribute, DescribeInstanceStatus, the boto3 waiters, …).
+amazon.aws is boto3 underneath, but its modules call far more than the obvious action:
+ec2_security_group first asks STS GetCallerIdentity for the account id; ec2_instance asks
+DescribeVpcs, DescribeSubnets, DescribeSecurityGroups, DescribeInstanceAttribute,
+ModifyInstanceAttribute, DescribeInstanceStatus and the boto3 waiters.
 """
 
 from __future__ import annotations
@@ -106,6 +108,16 @@ def test_ansible_playbook(gateway: LiveGateway, tmp_path: Path):
         # and cannot ModifyInstanceAttribute Groups yet, which ec2_instance needs for others.)
         assert [g["group_name"] for g in instance["security_groups"]] == ["default"]
 
+    volume = out["volume"]["volume"]
+    assert volume["id"].startswith("vol-") and volume["size"] == 1 and volume["type"] == "gp3"
+    assert volume["status"] == "in-use" and volume["tags"] == {"Name": "ansible-data"}
+    assert [(a["instance_id"], a["device"], a["status"]) for a in volume["attachment_set"]] == [
+        (launched["instance_ids"][0], "/dev/sdf", "attached")
+    ]
+    detached = out["volume_detached"]["volume"]
+    assert detached["status"] == "available" and detached["attachment_set"] == []
+    assert out["volume_deleted"]["changed"] is True
+
     assert out["stopped"]["stop_success"] == launched["instance_ids"][:1]
     assert out["started"]["start_success"] == launched["instance_ids"][:1]
     refused = out["refused"]
@@ -118,7 +130,8 @@ def test_ansible_playbook(gateway: LiveGateway, tmp_path: Path):
     assert out["key_removed"]["changed"] is True
 
     # What amazon.aws asked for beyond the plain EC2 calls, and the only errors it met:
-    # the key lookup before creating it and the refused termination.
+    # the key lookup before creating it, the refused termination, and the volume_deleted
+    # waiter's poll that ends on InvalidVolume.NotFound.
     assert {
         "DescribeVpcs",
         "DescribeSubnets",
@@ -127,10 +140,17 @@ def test_ansible_playbook(gateway: LiveGateway, tmp_path: Path):
         "DescribeInstanceStatus",
         "DescribeTags",
         "DescribeSecurityGroups",
+        "CreateSecurityGroup",
+        "AuthorizeSecurityGroupIngress",
+        "CreateVolume",
+        "AttachVolume",
+        "DetachVolume",
+        "DeleteVolume",
     } <= set(requests)
     assert set(errors) == {
         ("DescribeKeyPairs", "InvalidKeyPair.NotFound"),
         ("TerminateInstances", "OperationNotPermitted"),
+        ("DescribeVolumes", "InvalidVolume.NotFound"),
     }
 
 
