@@ -533,7 +533,13 @@ def vmpool_infoset(cloud: Cloud, caller: Caller, method: str, ids: str, extended
         wanted = {int(x) for x in ids.split(",") if x.strip()}
     except ValueError:
         raise api_error(method, "Wrong list of IDs") from None
-    vms = [v for v in list_pool(cloud, caller, "vm", -2, -1, -1, method) if v["id"] in wanted]
+    # Looked up by id, not by scanning the pool: a lookup must not grow with the pool size.
+    pool = cloud.pools["vm"]
+    vms = [
+        pool[i]
+        for i in sorted(wanted, reverse=True)
+        if i in pool and cloud.visible(caller, "vm", pool[i], -2)
+    ]
     render = (lambda v: documents.vm_full(v, False)) if extended else documents.vm_short
     return documents.pool("VM_POOL", [render(v) for v in vms])
 
