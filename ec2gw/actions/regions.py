@@ -54,14 +54,18 @@ async def local_region(ctx: RequestContext) -> str:
 
 
 def zone_name(region: str, cluster_id: int) -> str:
-    """`<region>a` for cluster 0, `b` for 1, ... `aa` after `z`, as EC2 names zones."""
+    """`<region>a` for cluster 0, `b` for 1, ... `aa` after `z`, as EC2 names zones.
+
+    Always the region followed by letters, never a separator: tools such as Ansible's
+    aws_ec2 inventory find a zone's region by dropping its last letter.
+    """
     letters, n = "", cluster_id
     while True:
         letters = chr(ord("a") + n % 26) + letters
         n = n // 26 - 1
         if n < 0:
             break
-    return f"{region}{letters}" if region[-1:].isdigit() else f"{region}-{letters}"
+    return f"{region}{letters}"
 
 
 def zone_id(region: str, cluster_id: int) -> str:
