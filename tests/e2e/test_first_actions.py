@@ -68,7 +68,9 @@ def test_availability_zones_are_clusters(gateway, ec2):
     assert zone["ZoneId"] == f"{gateway.region}-az0"
     by_name = ec2.describe_availability_zones(ZoneNames=[zone["ZoneName"]])
     assert by_name["AvailabilityZones"] == zones
-    filtered = ec2.describe_availability_zones(Filters=[{"Name": "zone-name", "Values": ["opennebul??"]}])
+    filtered = ec2.describe_availability_zones(
+        Filters=[{"Name": "zone-name", "Values": ["opennebul??"]}]
+    )
     assert filtered["AvailabilityZones"] == zones
     with pytest.raises(ClientError) as err:
         ec2.describe_availability_zones(ZoneNames=["us-east-1a"])
