@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from copy import deepcopy
+from functools import lru_cache
 
 from lxml import etree
 
@@ -25,11 +26,18 @@ def parse(document: str | bytes) -> Element:
     return etree.fromstring(document, _PARSER)
 
 
+@lru_cache(maxsize=1024)
+def _text_of(path: str) -> etree.XPath:
+    return etree.XPath(f"string({path})")
+
+
 def text(element: Element, path: str, default: str = "") -> str:
-    found = element.find(path)
-    if found is None or found.text is None:
-        return default
-    return found.text
+    """The text at `path` below `element`, or `default` when absent or empty.
+
+    A compiled XPath per path: it is read tens of times per VM in a DescribeInstances, and
+    this is about twice as fast as `element.find`.
+    """
+    return _text_of(path)(element) or default
 
 
 def integer(element: Element, path: str, default: int = 0) -> int:
