@@ -208,3 +208,49 @@ def test_no_secret_reaches_the_logs(gateway, caplog):
     ):
         assert secret not in text
     assert "serveradmin:demo:" not in text
+
+
+ACTION = 0x800
+
+
+def test_failed_associate_address_loses_no_address(gateway, ec2, sim):
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    (instance,) = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"]
+    instance_id = instance["InstanceId"]
+    ec2.get_waiter("instance_running").wait(InstanceIds=[instance_id], WaiterConfig={"Delay": 1})
+    allocation = ec2.allocate_address(Domain="vpc")
+    sim.faults.fail("one.vm.attachnic", ACTION, "driver failure", times=1)
+    with pytest.raises(ClientError):
+        ec2.associate_address(AllocationId=allocation["AllocationId"], InstanceId=instance_id)
+    (address,) = ec2.describe_addresses(AllocationIds=[allocation["AllocationId"]])["Addresses"]
+    assert address["PublicIp"] == allocation["PublicIp"] and "InstanceId" not in address
+    described = ec2.describe_instances(InstanceIds=[instance_id])
+    assert "PublicIpAddress" not in described["Reservations"][0]["Instances"][0]
+    ec2.associate_address(AllocationId=allocation["AllocationId"], InstanceId=instance_id)
+    ec2.disassociate_address(
+        AssociationId=ec2.describe_addresses(AllocationIds=[allocation["AllocationId"]])[
+            "Addresses"
+        ][0]["AssociationId"]
+    )
+    ec2.release_address(AllocationId=allocation["AllocationId"])
+    ec2.terminate_instances(InstanceIds=[instance_id])
+
+
+def test_failed_attach_volume_leaves_the_volume_available(gateway, ec2, sim):
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    (instance,) = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"]
+    instance_id, zone = instance["InstanceId"], instance["Placement"]["AvailabilityZone"]
+    ec2.get_waiter("instance_running").wait(InstanceIds=[instance_id], WaiterConfig={"Delay": 1})
+    volume_id = ec2.create_volume(Size=1, AvailabilityZone=zone)["VolumeId"]
+    ec2.get_waiter("volume_available").wait(VolumeIds=[volume_id], WaiterConfig={"Delay": 1})
+    sim.faults.fail("one.vm.attach", ACTION, "driver failure", times=1)
+    with pytest.raises(ClientError):
+        ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device="/dev/vdb")
+    (volume,) = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
+    assert volume["State"] == "available" and volume["Attachments"] == []
+    ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device="/dev/vdb")
+    ec2.get_waiter("volume_in_use").wait(VolumeIds=[volume_id], WaiterConfig={"Delay": 1})
+    ec2.detach_volume(VolumeId=volume_id)
+    ec2.get_waiter("volume_available").wait(VolumeIds=[volume_id], WaiterConfig={"Delay": 1})
+    ec2.delete_volume(VolumeId=volume_id)
+    ec2.terminate_instances(InstanceIds=[instance_id])
