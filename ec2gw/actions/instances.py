@@ -203,6 +203,32 @@ async def _resolve_subnet(
     )
 
 
+def _primary_interface(params: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """Subnet and security group ids, given for the instance or on its one network
+    interface (`NetworkInterface.1.SubnetId` / `.SecurityGroupId.N`, as Ansible sends)."""
+    interfaces = params.get("NetworkInterfaces") or []
+    if not interfaces:
+        return params.get("SubnetId"), list(params.get("SecurityGroupIds") or [])
+    (interface, *others) = interfaces
+    if others or interface.get("DeviceIndex", 0) != 0 or interface.get("NetworkInterfaceId"):
+        raise EC2Error(
+            "InvalidParameterValue",
+            "Only one new network interface, at device index 0, can be given at launch",
+        )
+    if interface.get("AssociatePublicIpAddress"):
+        raise EC2Error(
+            "InvalidParameterValue",
+            "Public addresses are not assigned at launch: allocate and associate an address",
+        )
+    if params.get("SubnetId") or params.get("SecurityGroupIds") or params.get("SecurityGroups"):
+        raise EC2Error(
+            "InvalidParameterCombination",
+            "Network interfaces and an instance-level subnet ID or security groups may not be "
+            "specified on the same request",
+        )
+    return interface.get("SubnetId"), list(interface.get("Groups") or [])
+
+
 async def _resolve_security_groups(ctx: RequestContext, group_ids: list[str]) -> list[int]:
     one_ids = [ids.SECURITY_GROUP.decode(g) for g in group_ids]
     for group_id, one_id in zip(group_ids, one_ids, strict=True):
@@ -321,12 +347,12 @@ async def _launch(ctx: RequestContext, params: dict[str, Any], token: str | None
     by_name = {name: cid for cid, name in zones.by_cluster.items()}
     if requested_zone and requested_zone not in by_name:
         raise EC2Error("InvalidParameterValue", f"Invalid availability zone: [{requested_zone}]")
-    subnet = await _resolve_subnet(ctx, params.get("SubnetId"), requested_zone)
+    subnet_id, group_ids = _primary_interface(params)
+    subnet = await _resolve_subnet(ctx, subnet_id, requested_zone)
     if subnet is not None:
         requested_zone = subnet["AvailabilityZone"]
     cluster = by_name.get(requested_zone) if requested_zone else None
     network = ids.SUBNET.decode(subnet["SubnetId"]) if subnet else None
-    group_ids = list(params.get("SecurityGroupIds") or [])
     if params.get("SecurityGroups"):
         from ec2gw.actions.security_groups import group_ids_by_name
 
@@ -660,6 +686,11 @@ def _attribute_change(params: dict[str, Any]) -> tuple[str, Any]:
         if "Value" not in params:
             raise missing_parameter("Value")
         given.append((params["Attribute"], params["Value"]))
+    if params.get("Groups"):
+        raise EC2Error(
+            "UnsupportedOperation",
+            "Changing the security groups of an existing instance is not supported by ec2gw",
+        )
     if len(given) != 1:
         raise EC2Error(
             "InvalidParameterCombination", "Exactly one attribute must be modified per call."

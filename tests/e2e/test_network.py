@@ -271,3 +271,33 @@ def test_aws_cli_security_groups(gateway):
     (permission,) = listed["SecurityGroups"][0]["IpPermissions"]
     assert (permission["FromPort"], permission["IpRanges"]) == (22, [{"CidrIp": "203.0.113.0/24"}])
     gateway.aws_json("ec2", "delete-security-group", "--group-id", created["GroupId"])
+
+
+def test_run_instances_with_groups_on_its_network_interface(ec2, ami):
+    """Ansible's ec2_instance puts subnet and groups on NetworkInterface.1."""
+    group_id = ec2.create_security_group(GroupName="nic-web", Description="on the NIC")["GroupId"]
+    subnet_id = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    (instance,) = ec2.run_instances(
+        ImageId=ami,
+        MinCount=1,
+        MaxCount=1,
+        NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id, "Groups": [group_id]}],
+    )["Instances"]
+    described = _instance(ec2, instance["InstanceId"])
+    assert [g["GroupId"] for g in described["SecurityGroups"]] == [group_id]
+    assert described["SubnetId"] == subnet_id
+    for bad, code in (
+        ({"SubnetId": subnet_id}, "InvalidParameterCombination"),
+        (
+            {"NetworkInterfaces": [{"DeviceIndex": 1, "SubnetId": subnet_id}]},
+            "InvalidParameterValue",
+        ),
+    ):
+        kwargs = {"NetworkInterfaces": [{"DeviceIndex": 0, "Groups": [group_id]}], **bad}
+        with pytest.raises(ClientError) as err:
+            ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, **kwargs)
+        assert error_of(err)[0] == code
+    with pytest.raises(ClientError) as err:
+        ec2.modify_instance_attribute(InstanceId=instance["InstanceId"], Groups=[group_id])
+    assert error_of(err) == ("UnsupportedOperation", 400)
+    ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
