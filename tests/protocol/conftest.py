@@ -32,7 +32,7 @@ def load_captures() -> list[tuple[str, dict]]:
 def fixtures_dir() -> Path:
     path = shared_dir() / "fixtures"
     if not path.is_dir():
-        pytest.skip(f"shared fixtures not found at {path} (set EC2GW_SHARED)")
+        pytest.fail(f"shared fixtures not found at {path} (set EC2GW_SHARED)")
     return path
 
 

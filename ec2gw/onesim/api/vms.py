@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 from ec2gw.onesim import acl, documents, dummy
 from ec2gw.onesim import states as st
@@ -489,6 +490,25 @@ def vm_pool(
     return vms
 
 
+def _vm_pool_doc(
+    cloud: Cloud,
+    caller: Caller,
+    method: str,
+    flag: int,
+    start: int,
+    end: int,
+    state: int,
+    query: str,
+    render: Callable[[Obj], str],
+) -> str:
+    if query:
+        raise OneError(
+            INTERNAL, f"[{method}] JSON query search is not supported by the SQL backend"
+        )
+    vms = vm_pool(cloud, caller, method, flag, start, end, state)
+    return documents.pool("VM_POOL", [render(v) for v in vms])
+
+
 @rpc("one.vmpool.info", "iiiis", 4)
 def vmpool_info(
     cloud: Cloud,
@@ -500,12 +520,9 @@ def vmpool_info(
     state: int,
     query: str = "",
 ) -> str:
-    if query:
-        raise OneError(
-            INTERNAL, f"[{method}] JSON query search is not supported by the SQL backend"
-        )
-    vms = vm_pool(cloud, caller, method, flag, start, end, state)
-    return documents.pool("VM_POOL", [documents.vm_short(v) for v in vms])
+    """Short bodies, as oned's `to_xml_short`."""
+    render = documents.vm_short
+    return _vm_pool_doc(cloud, caller, method, flag, start, end, state, query, render)
 
 
 @rpc("one.vmpool.infoextended", "iiiis", 4)
@@ -519,12 +536,12 @@ def vmpool_infoextended(
     state: int,
     query: str = "",
 ) -> str:
-    if query:
-        raise OneError(
-            INTERNAL, f"[{method}] JSON query search is not supported by the SQL backend"
-        )
-    vms = vm_pool(cloud, caller, method, flag, start, end, state)
-    return documents.pool("VM_POOL", [documents.vm_full(v, all_history=False) for v in vms])
+    """Full bodies with the last history record only."""
+
+    def render(v: Obj) -> str:
+        return documents.vm_full(v, all_history=False)
+
+    return _vm_pool_doc(cloud, caller, method, flag, start, end, state, query, render)
 
 
 @rpc("one.vmpool.infoset", "sb")
