@@ -856,10 +856,15 @@ def vm_attach(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) ->
     tmpl.add("DISK", disk)
     vm["template"] = tmpl.to_json()
     cloud.close_history(vm, "disk-attach", caller)
+    return _hotplugged(cloud, vm, st.HOTPLUG)
+
+
+def _hotplugged(cloud: Cloud, vm: Obj, lcm_state: int) -> int:
+    """Finish a hotplug: the transient LCM state (the dummy driver is done at once)."""
     if vm["state"] == st.ACTIVE:
-        cloud.set_state(vm, st.ACTIVE, st.HOTPLUG, 0)
+        cloud.set_state(vm, st.ACTIVE, lcm_state, 0)
     cloud.touch("vm", vm)
-    return vid
+    return vm["id"]
 
 
 @rpc("one.vm.detach", "ii")
@@ -874,10 +879,7 @@ def vm_detach(cloud: Cloud, caller: Caller, method: str, vid: int, disk_id: int)
     tmpl.attrs = [(n, v) for n, v in tmpl.attrs if v is not target]
     cloud.release_image(target, vid)
     vm["template"] = tmpl.to_json()
-    if vm["state"] == st.ACTIVE:
-        cloud.set_state(vm, st.ACTIVE, st.HOTPLUG, 0)
-    cloud.touch("vm", vm)
-    return vid
+    return _hotplugged(cloud, vm, st.HOTPLUG)
 
 
 @rpc("one.vm.diskresize", "iis")
@@ -903,10 +905,7 @@ def vm_diskresize(
         image["size"] = new_size
         cloud.touch("image", image)
     vm["template"] = tmpl.to_json()
-    if vm["state"] == st.ACTIVE:
-        cloud.set_state(vm, st.ACTIVE, 62, 0)  # DISK_RESIZE, back to RUNNING at once
-    cloud.touch("vm", vm)
-    return vid
+    return _hotplugged(cloud, vm, 62)  # DISK_RESIZE
 
 
 @rpc("one.vm.attachnic", "is")
@@ -931,10 +930,7 @@ def vm_attachnic(cloud: Cloud, caller: Caller, method: str, vid: int, text: str)
         if rule not in tmpl.vectors("SECURITY_GROUP_RULE"):
             tmpl.add("SECURITY_GROUP_RULE", rule)
     vm["template"] = tmpl.to_json()
-    if vm["state"] == st.ACTIVE:
-        cloud.set_state(vm, st.ACTIVE, st.HOTPLUG_NIC, 0)
-    cloud.touch("vm", vm)
-    return vid
+    return _hotplugged(cloud, vm, st.HOTPLUG_NIC)
 
 
 @rpc("one.vm.detachnic", "ii")
@@ -948,10 +944,7 @@ def vm_detachnic(cloud: Cloud, caller: Caller, method: str, vid: int, nic_id: in
     tmpl.attrs = [(n, v) for n, v in tmpl.attrs if v is not target]
     cloud.release_resources(vm, nics=[target])
     vm["template"] = tmpl.to_json()
-    if vm["state"] == st.ACTIVE:
-        cloud.set_state(vm, st.ACTIVE, st.HOTPLUG_NIC, 0)
-    cloud.touch("vm", vm)
-    return vid
+    return _hotplugged(cloud, vm, st.HOTPLUG_NIC)
 
 
 @rpc("one.vm.disksaveas", "iissi")
