@@ -50,21 +50,22 @@ async def verify(
     """
     now = time.time() if now is None else now
     headers = header_values(req.headers)
-    authorization = headers.get("authorization", [])
-    query_pairs = parse_qsl(req.query, keep_blank_values=True)
-    query_names = {key for key, _ in query_pairs}
-    param_names = {key for key, _ in params}
-
-    presigned = bool(query_names & _PRESIGN_MARKERS)
+    authorization = headers.get("authorization")
+    query_pairs = parse_qsl(req.query, keep_blank_values=True) if req.query else []
+    presigned = any(key in _PRESIGN_MARKERS for key, _ in query_pairs)
     if authorization:
         if len(authorization) > 1 or presigned:
             raise incomplete("Only one authentication mechanism may be used per request.")
         value = authorization[0].strip()
         if not value.startswith(sigv4.ALGORITHM + " "):
             raise incomplete(f"Unsupported Authorization header: only {sigv4.ALGORITHM}.")
-        return await sigv4.verify_header(req, value, query_pairs, lookup, now, max_skew)
+        return await sigv4.verify_header(
+            req, value, query_pairs, lookup, now, max_skew, headers=headers
+        )
     if presigned:
-        return await sigv4.verify_presigned(req, query_pairs, lookup, now, max_skew)
-    if param_names & sigv2.MARKERS:
+        return await sigv4.verify_presigned(
+            req, query_pairs, lookup, now, max_skew, headers=headers
+        )
+    if any(key in sigv2.MARKERS for key, _ in params):
         return await sigv2.verify_sigv2(req, params, lookup, now, max_skew)
     raise missing_credentials()
