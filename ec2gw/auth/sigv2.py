@@ -18,7 +18,6 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from urllib.parse import quote
 
 from ec2gw.auth.common import (
     Caller,
@@ -27,6 +26,7 @@ from ec2gw.auth.common import (
     check_skew,
     expired,
     incomplete,
+    rfc3986,
     secret_for,
 )
 from ec2gw.protocol.errors import auth_failure
@@ -39,7 +39,7 @@ MARKERS = frozenset({"Signature", "SignatureVersion", "SignatureMethod", "AWSAcc
 
 def string_to_sign(req: IncomingRequest, params: Mapping[str, str]) -> str:
     pairs = [
-        f"{quote(key.encode(), safe='')}={quote(value.encode(), safe='-_~')}"
+        f"{rfc3986(key)}={rfc3986(value)}"
         for key, value in sorted(params.items())
         if key != "Signature"
     ]

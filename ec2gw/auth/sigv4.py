@@ -36,6 +36,7 @@ from ec2gw.auth.common import (
     expired,
     header_values,
     incomplete,
+    rfc3986,
     secret_for,
 )
 from ec2gw.protocol.errors import auth_failure
@@ -51,7 +52,6 @@ _PRESIGN_PARAMS = (
     "X-Amz-SignedHeaders",
     "X-Amz-Signature",
 )
-_UNRESERVED = "-_.~"  # RFC 3986 unreserved besides letters and digits
 
 
 @lru_cache(maxsize=512)
@@ -95,9 +95,7 @@ def canonical_query(pairs: list[tuple[str, str]]) -> str:
     """Decoded pairs re-encoded (RFC 3986), sorted by encoded key, then encoded value."""
     if not pairs:
         return ""
-    encoded = sorted(
-        (quote(key, safe=_UNRESERVED), quote(value, safe=_UNRESERVED)) for key, value in pairs
-    )
+    encoded = sorted([(rfc3986(key), rfc3986(value)) for key, value in pairs])
     return "&".join([f"{key}={value}" for key, value in encoded])
 
 

@@ -18,7 +18,6 @@ boto3 with session credentials included.
 from __future__ import annotations
 
 import time
-from urllib.parse import parse_qsl
 
 from ec2gw.auth import sigv2, sigv4
 from ec2gw.auth.common import (
@@ -28,6 +27,7 @@ from ec2gw.auth.common import (
     header_values,
     incomplete,
     missing_credentials,
+    query_pairs,
 )
 
 __all__ = ["Caller", "IncomingRequest", "SecretLookup", "verify"]
@@ -51,21 +51,17 @@ async def verify(
     now = time.time() if now is None else now
     headers = header_values(req.headers)
     authorization = headers.get("authorization")
-    query_pairs = parse_qsl(req.query, keep_blank_values=True) if req.query else []
-    presigned = any(key in _PRESIGN_MARKERS for key, _ in query_pairs)
+    pairs = query_pairs(req.query) if req.query else []
+    presigned = any(key in _PRESIGN_MARKERS for key, _ in pairs)
     if authorization:
         if len(authorization) > 1 or presigned:
             raise incomplete("Only one authentication mechanism may be used per request.")
         value = authorization[0].strip()
         if not value.startswith(sigv4.ALGORITHM + " "):
             raise incomplete(f"Unsupported Authorization header: only {sigv4.ALGORITHM}.")
-        return await sigv4.verify_header(
-            req, value, query_pairs, lookup, now, max_skew, headers=headers
-        )
+        return await sigv4.verify_header(req, value, pairs, lookup, now, max_skew, headers=headers)
     if presigned:
-        return await sigv4.verify_presigned(
-            req, query_pairs, lookup, now, max_skew, headers=headers
-        )
+        return await sigv4.verify_presigned(req, pairs, lookup, now, max_skew, headers=headers)
     if any(key in sigv2.MARKERS for key, _ in params):
         return await sigv2.verify_sigv2(req, params, lookup, now, max_skew)
     raise missing_credentials()

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ec2gw.auth import sigv4
-from ec2gw.auth.common import header_values
+from ec2gw.auth.common import header_values, query_pairs, rfc3986
 from ec2gw.auth.verify import IncomingRequest, verify
 from ec2gw.protocol.errors import EC2Error
 from tests.auth.conftest import KEY, SECRET
@@ -126,7 +126,7 @@ query_text = st.one_of(
     unicode_text,
 )
 query_key = st.one_of(st.sampled_from(["Action", "Filter.1.Name", "a", "A", "b"]), query_text)
-query_pairs = st.lists(st.tuples(query_key, query_text), max_size=8)
+pair_lists = st.lists(st.tuples(query_key, query_text), max_size=8)
 header_name = st.sampled_from(
     ["Host", "host", "X-Amz-Date", "Content-Type", "X-Custom", "x-custom", "X-Other", "a", ""]
 )
@@ -148,7 +148,7 @@ signed_extra = st.lists(
 @ORACLE
 @given(
     raw_path=path,
-    pairs=query_pairs,
+    pairs=pair_lists,
     received=headers,
     extra=signed_extra,
     host=st.one_of(st.just(HOST), latin1_value),
@@ -217,7 +217,7 @@ client_header_value = st.text(
 
 @ORACLE
 @given(
-    pairs=query_pairs,
+    pairs=pair_lists,
     sent=st.dictionaries(client_header_name, client_header_value, max_size=4),
     raw_path=st.sampled_from(["/", "/a/b", "/a/./b/../c/", "//x"]),
     body=st.binary(max_size=32),
@@ -318,7 +318,32 @@ def test_amz_date_round_trip(moment):
     assert parsed == moment.replace(microsecond=0, tzinfo=UTC)
 
 
-def test_quote_is_the_stdlib_one():
+def test_canonical_query_encoding():
     """The RFC 3986 set botocore uses: letters, digits and -_.~ are left alone."""
     assert sigv4.canonical_query([("a b+~", "é/=&")]) == "a%20b%2B~=%C3%A9%2F%3D%26"
-    assert quote("-_.~", safe="") == "-_.~"
+    assert sigv4.canonical_query([("b", "1"), ("a", "2"), ("a", "10"), ("a", "")]) == (
+        "a=&a=10&a=2&b=1"
+    )
+
+
+# -- the stdlib shortcuts -------------------------------------------------------------------
+
+raw_query = st.one_of(
+    st.text(max_size=60),
+    st.lists(
+        st.sampled_from(["a=b", "a", "=", "&", "+", "%20", "%zz", "%C3%A9", "%FF", "==", "é", ""]),
+        max_size=8,
+    ).map("&".join),
+)
+
+
+@ORACLE
+@given(query=raw_query)
+def test_query_pairs_is_parse_qsl(query):
+    assert query_pairs(query) == parse_qsl(query, keep_blank_values=True)
+
+
+@ORACLE
+@given(text=st.one_of(query_text, st.text(max_size=30)))
+def test_rfc3986_is_quote(text):
+    assert rfc3986(text) == quote(text, safe="-_.~")
