@@ -1,11 +1,12 @@
 """SigV4 verification (Authorization header and presigned query).
 
 The canonical request, string to sign and signature are computed here with plain string
-operations, `urllib.parse.quote` and hashlib/hmac, reproducing botocore's `SigV4Auth`
-canonicalisation for what a client signed (`shared/reference/ec2-clients.md` §5).
-botocore is the oracle: the tests compare ours with `SigV4Auth` on real captures and on
-generated paths, queries and headers. It is not called here (it cost a third of a
-trivial request). What we take from the client rather than guess:
+operations, `urllib.parse.quote`/`unquote` and hashlib/hmac, reproducing botocore's
+`SigV4Auth` canonicalisation for what a client signed (`shared/reference/ec2-clients.md`
+§5). botocore is the oracle, in the tests only: they compare our canonical request and
+signature with `SigV4Auth`'s on generated paths, queries and headers, and every request
+captured from a real client must verify. (Calling botocore here cost about a third of a
+trivial request.) What we take from the client rather than guess:
 
 * the signed headers are exactly the client's `SignedHeaders`, values as received (runs of
   whitespace collapsed, repeated headers joined with ','), the `host` value being the Host
