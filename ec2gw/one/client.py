@@ -1,8 +1,9 @@
 """Async XML-RPC client for OpenNebula (oned or the embedded one).
 
-One pooled httpx connection pool per gateway process; `ec2gw.one.xmlrpc` for the
-encoding. Every call is made with a session string (`user:secret` or a server_cipher
-session) so that OpenNebula decides what the caller may see and do.
+One pool of kept-alive connections per gateway process (`ec2gw.one.http`);
+`ec2gw.one.xmlrpc` for the encoding. Every call is made with a session string
+(`user:secret` or a server_cipher session) so that OpenNebula decides what
+the caller may see and do.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import xmlrpc.client
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
-
 from ec2gw.one.errors import INTERNAL, OneError
+from ec2gw.one.http import HttpError, HttpPool
 from ec2gw.one.xmlrpc import decode_reply, encode_call
 from ec2gw.protocol.errors import EC2Error, unavailable
 
@@ -41,17 +41,11 @@ class OneClient:
         stats: CallStats | None = None,
     ) -> None:
         self.endpoint = endpoint
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            headers={"Content-Type": "text/xml"},
-        )
+        self._http = HttpPool(endpoint, timeout=timeout, max_connections=max_connections)
         self._stats = stats or CallStats()
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     async def call(self, session: str, method: str, *args: object) -> object:
         """Call `method(session, *args)`; return the value at index 1 or raise.
@@ -64,12 +58,12 @@ class OneClient:
         started = time.perf_counter()
         ok = False
         try:
-            reply = await self._http.post(self.endpoint, content=body)
-            if reply.status_code != 200:
-                log.warning("OpenNebula %s answered HTTP %s", method, reply.status_code)
+            reply = await self._http.post(body)
+            if reply.status != 200:
+                log.warning("OpenNebula %s answered HTTP %s", method, reply.status)
                 raise unavailable()
             try:
-                result = decode_reply(reply.content)
+                result = decode_reply(reply.body)
             except xmlrpc.client.Fault as fault:
                 log.error("OpenNebula fault on %s: %s", method, fault.faultString)
                 raise EC2Error("InternalError", "An internal error has occurred") from None
@@ -84,8 +78,8 @@ class OneClient:
                 raise OneError(method, code, str(result[1]), obj)
             ok = True
             return result[1]
-        except httpx.HTTPError as exc:
-            log.warning("OpenNebula unreachable on %s: %s", method, type(exc).__name__)
+        except HttpError as exc:
+            log.warning("OpenNebula unreachable on %s: %s", method, exc)
             raise unavailable() from None
         finally:
             if self._stats.observe:
