@@ -3,7 +3,7 @@
 The path of a request: read the body (bounded) → merge query and form parameters →
 verify the signature → find the action in botocore's model and in our registry → parse
 the parameters by the model → run the handler as the caller → serialize by the model.
-Every failure on the way is an `EC2Error` rendered by `_error_response`; anything else
+Every failure on the way is an `EC2Error` rendered by `_error_answer`; anything else
 is logged with the request id and answered as `InternalError`, never with a traceback.
 """
 
@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
@@ -38,6 +40,7 @@ from ec2gw.throttle import Throttle
 log = logging.getLogger("ec2gw.request")
 
 XML_CONTENT_TYPE = "text/xml;charset=UTF-8"
+XML_CONTENT_TYPE_BYTES = XML_CONTENT_TYPE.encode()
 
 
 @dataclass
@@ -70,22 +73,58 @@ class Gateway:
         return cls(settings, one, sessions, keys, throttle, metrics)
 
 
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
 class _BodyTooLarge(Exception):
     pass
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+@dataclass
+class HttpRequest:
+    """What the EC2 endpoint reads of an ASGI request."""
+
+    method: str
+    scheme: str
+    raw_path: str  # still percent-encoded, without the query
+    query: str
+    headers: list[tuple[str, str]]  # names lower-cased (ASGI), as received otherwise
+    body: bytes
+
+    def header(self, name: str) -> str:
+        return next((v for k, v in self.headers if k == name), "")
+
+
+async def _read_request(scope: Scope, receive: Receive, limit: int) -> HttpRequest:
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+    request = HttpRequest(
+        method=scope["method"],
+        scheme=scope.get("scheme", "http"),
+        raw_path=scope.get("raw_path", b"/").decode("latin-1").split("?", 1)[0],
+        query=scope.get("query_string", b"").decode("latin-1"),
+        headers=headers,
+        body=b"",
+    )
+    declared = request.header("content-length")
+    if declared.isdigit() and int(declared) > limit:
         raise _BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _BodyTooLarge
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            break
+    request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return request
 
 
 def _decode_pairs(raw: str | bytes) -> list[tuple[str, str]]:
@@ -97,7 +136,7 @@ def _decode_pairs(raw: str | bytes) -> list[tuple[str, str]]:
 def request_params(query: str, content_type: str, body: bytes) -> list[tuple[str, str]]:
     """Query and form parameters merged; a name given twice is refused."""
     try:
-        pairs = _decode_pairs(query)
+        pairs = _decode_pairs(query) if query else []
         media_type = content_type.split(";", 1)[0].strip().lower()
         if body and media_type == "application/x-www-form-urlencoded":
             pairs += _decode_pairs(body)
@@ -111,45 +150,50 @@ def request_params(query: str, content_type: str, body: bytes) -> list[tuple[str
     return pairs
 
 
-def _xml(body: bytes, status: int, request_id: str) -> Response:
-    return Response(
-        content=body,
-        status_code=status,
-        media_type=XML_CONTENT_TYPE,
-        headers={"x-amzn-requestid": request_id},
-    )
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    request_id: str
+
+    async def send(self, send: Send) -> None:
+        headers = [
+            (b"content-type", XML_CONTENT_TYPE_BYTES),
+            (b"content-length", b"%d" % len(self.body)),
+            (b"x-amzn-requestid", self.request_id.encode()),
+        ]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
-def _error_response(err: EC2Error, request_id: str) -> Response:
-    return _xml(serialize_error(err.code, err.message, request_id), err.status, request_id)
+def _error_answer(err: EC2Error, request_id: str) -> Answer:
+    return Answer(err.status, serialize_error(err.code, err.message, request_id), request_id)
 
 
-async def handle(gateway: Gateway, request: Request) -> Response:
+async def handle(gateway: Gateway, scope: Scope, receive: Receive) -> Answer:
+    """One EC2 request, from the ASGI scope to the answer; never raises."""
     request_id = str(uuid.uuid4())
     started = time.perf_counter()
     action = "-"
     access_key = "-"
     error: str | None = None
     try:
+        limit = gateway.settings.gateway.max_body_bytes
         try:
-            body = await _read_body(request, gateway.settings.gateway.max_body_bytes)
+            request = await _read_request(scope, receive, limit)
         except _BodyTooLarge:
-            limit = gateway.settings.gateway.max_body_bytes
             raise EC2Error(
                 "RequestEntityTooLarge", f"The request body exceeds {limit} bytes", 413
             ) from None
-        query = request.url.query
-        params = request_params(query, request.headers.get("content-type", ""), body)
+        params = request_params(request.query, request.header("content-type"), request.body)
         action = next((v for k, v in params if k == "Action"), "-")[:64]
         incoming = IncomingRequest(
             method=request.method,
-            host=request.headers.get("host", ""),
-            path=request.scope.get("raw_path", b"/").decode("latin-1").split("?", 1)[0],
-            query=query,
-            headers=[
-                (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]
-            ],
-            body=body,
+            host=request.header("host"),
+            path=request.raw_path,
+            query=request.query,
+            headers=request.headers,
+            body=request.body,
         )
         found: dict[str, AccessKey] = {}
 
@@ -167,38 +211,39 @@ async def handle(gateway: Gateway, request: Request) -> Response:
         if not gateway.throttle.allow(access_key):
             raise EC2Error("RequestLimitExceeded", "Request limit exceeded.")
         result_xml = await _dispatch(gateway, request, params, caller, found["key"], request_id)
-        response = _xml(result_xml, 200, request_id)
+        answer = Answer(200, result_xml, request_id)
     except EC2Error as err:
         error = err.code
-        response = _error_response(err, request_id)
+        answer = _error_answer(err, request_id)
     except OneError as err:
         log.warning("request_id=%s OpenNebula error on %s: %s", request_id, err.method, err)
         translated = to_ec2_error(err)
         error = translated.code
-        response = _error_response(translated, request_id)
+        answer = _error_answer(translated, request_id)
     except Exception:
         log.exception("request_id=%s unexpected failure in %s", request_id, action)
         error = "InternalError"
-        response = _error_response(internal_error(), request_id)
+        answer = _error_answer(internal_error(), request_id)
     seconds = time.perf_counter() - started
     # Only names EC2 knows become metric labels: client input must not grow the series.
     known = action if model.operation(action) is not None else "-"
-    gateway.metrics.observe_request(known, response.status_code, error, seconds)
-    fields = {
-        "request_id": request_id,
-        "access_key": access_key,
-        "action": known,
-        "status": response.status_code,
-        "error": error or "-",
-        "latency_ms": round(seconds * 1000, 1),
-    }
-    log.info(" ".join(f"{k}={v}" for k, v in fields.items()), extra=fields)
-    return response
+    gateway.metrics.observe_request(known, answer.status, error, seconds)
+    if log.isEnabledFor(logging.INFO):
+        fields = {
+            "request_id": request_id,
+            "access_key": access_key,
+            "action": known,
+            "status": answer.status,
+            "error": error or "-",
+            "latency_ms": round(seconds * 1000, 1),
+        }
+        log.info(" ".join(f"{k}={v}" for k, v in fields.items()), extra=fields)
+    return answer
 
 
 async def _dispatch(
     gateway: Gateway,
-    request: Request,
+    request: HttpRequest,
     params: list[tuple[str, str]],
     caller: Caller,
     key: AccessKey,
@@ -224,8 +269,8 @@ async def _dispatch(
         caller=caller,
         key=key,
         settings=gateway.settings,
-        host=request.headers.get("host", ""),
-        scheme=request.url.scheme,
+        host=request.header("host"),
+        scheme=request.scheme,
         one_client=gateway.one,
         session=gateway.sessions.for_user(key.username),
         infra_session=gateway.sessions.admin,
@@ -234,7 +279,7 @@ async def _dispatch(
     return serialize_response(operation, result, request_id)
 
 
-def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
+def create_app(settings: Settings, gateway: Gateway | None = None) -> EC2App:
     """The ASGI app. `gateway` may be given by tests that share one."""
     registry.load_all()
     model.service_model()  # load the model at start-up, not on the first request
@@ -271,6 +316,35 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
 
     @app.api_route("/{path:path}", methods=["GET", "POST"], include_in_schema=False)
     async def ec2(request: Request) -> Response:
-        return await handle(request.app.state.gateway, request)
+        """`EC2App` serves GET and POST itself; this route gives other methods their 405."""
+        answer = await handle(request.app.state.gateway, request.scope, request.receive)
+        headers = {"x-amzn-requestid": answer.request_id}
+        return Response(answer.body, answer.status, headers, media_type=XML_CONTENT_TYPE)
 
-    return app
+    return EC2App(app)
+
+
+OPERATIONS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class EC2App:
+    """The ASGI app: EC2 requests go straight to `handle`; lifespan, health, metrics and
+    methods other than GET/POST go to FastAPI.
+
+    Why not FastAPI's route for EC2 requests too: its routing, request and response
+    objects cost about as much per request as all of DescribeRegions' own work.
+    """
+
+    def __init__(self, api: FastAPI) -> None:
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in ("GET", "POST")
+            or scope["path"] in OPERATIONS_PATHS
+        ):
+            await self.api(scope, receive, send)
+            return
+        answer = await handle(self.api.state.gateway, scope, receive)
+        await answer.send(send)

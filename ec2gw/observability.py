@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -73,14 +74,24 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Labelled children by label values: `labels()` validates and locks on every call.
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def observe_one_call(self, method: str, seconds: float, ok: bool) -> None:
-        self.one_latency.labels(method, "true" if ok else "false").observe(seconds)
+        self._child(self.one_latency, method, "true" if ok else "false").observe(seconds)
 
     def observe_request(self, action: str, status: int, error: str | None, seconds: float) -> None:
-        self.requests.labels(action, str(status)).inc()
-        self.latency.labels(action).observe(seconds)
+        self._child(self.requests, action, str(status)).inc()
+        self._child(self.latency, action).observe(seconds)
         if error:
-            self.errors.labels(action, error).inc()
+            self._child(self.errors, action, error).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
