@@ -118,9 +118,13 @@ def _reservations(instances: list[dict[str, Any]], owner: str) -> list[dict[str,
 async def describe_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     vms, zones = await _requested_vms(ctx, params)
     finish_dry_run(params)
-    instances = [view.to_instance(vm, zones) for vm in vms]
-    instances = filters.apply(instances, params.get("Filters"), view.INSTANCE_FILTERS, view.tags_of)
-    chosen, token = pages.page(instances, params, minimum=5, maximum=1000)
+    if params.get("Filters"):
+        instances = [view.to_instance(vm, zones) for vm in vms]
+        instances = filters.apply(instances, params["Filters"], view.INSTANCE_FILTERS, view.tags_of)
+        chosen, token = pages.page(instances, params, minimum=5, maximum=1000)
+    else:  # one page of VMs is all that needs converting
+        page_vms, token = pages.page(vms, params, minimum=5, maximum=1000)
+        chosen = [view.to_instance(vm, zones) for vm in page_vms]
     return {"Reservations": _reservations(list(chosen), ctx.account_id), "NextToken": token}
 
 
