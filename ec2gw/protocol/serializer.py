@@ -27,6 +27,7 @@ import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from botocore.model import OperationModel, Shape, StructureShape
@@ -95,7 +96,15 @@ def serialize_error(code: str, message: str, request_id: str) -> bytes:
 
 def _escape(text: str) -> str:
     """Element text as lxml writes it (`&amp; &lt; &gt; &#13;`), never an invalid document."""
-    if _NEEDS_ESCAPE.search(text) is None:  # the common case: nothing to do
+    if (  # the common case, plain ASCII: four C-level checks beat one regex search
+        text.isascii()
+        and text.isprintable()
+        and "&" not in text
+        and "<" not in text
+        and ">" not in text
+    ):
+        return text
+    if _NEEDS_ESCAPE.search(text) is None:
         return text
     text = _NOT_XML.sub("\ufffd", text)
     return (
@@ -200,13 +209,18 @@ def _format_float(value: Any) -> str:
 def _format_timestamp(value: Any) -> str:
     """RFC 3339 in UTC with milliseconds, from a datetime (naive = UTC) or epoch seconds."""
     if isinstance(value, datetime):
-        moment = value.astimezone(UTC) if value.tzinfo is not None else value
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        moment = datetime.fromtimestamp(value, UTC)
-    elif isinstance(value, str):
-        return _format_timestamp(datetime.fromisoformat(value))
-    else:
-        raise TypeError(f"not a timestamp: {value!r}")
+        return _format_datetime(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _format_datetime(datetime.fromtimestamp(value, UTC))
+    if isinstance(value, str):
+        return _format_datetime(datetime.fromisoformat(value))
+    raise TypeError(f"not a timestamp: {value!r}")
+
+
+@lru_cache(maxsize=4096)
+def _format_datetime(value: datetime) -> str:
+    """Cached: an instance carries its launch time four times, a pool the same few times."""
+    moment = value.astimezone(UTC) if value.tzinfo is not None else value
     return (
         f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
         f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}."
