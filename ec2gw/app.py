@@ -10,19 +10,19 @@ is logged with the request id and answered as `InternalError`, never with a trac
 from __future__ import annotations
 
 import logging
+import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from ec2gw.actions import registry
 from ec2gw.actions.context import RequestContext
+from ec2gw.auth.common import query_pairs
 from ec2gw.auth.keys import AccessKey, KeyCipher, KeyStore
 from ec2gw.auth.verify import Caller, IncomingRequest, verify
 from ec2gw.config import Settings
@@ -92,13 +92,17 @@ class HttpRequest:
     query: str
     headers: list[tuple[str, str]]  # names lower-cased (ASGI), as received otherwise
     body: bytes
+    first: dict[str, str]  # the first value of each header
 
     def header(self, name: str) -> str:
-        return next((v for k, v in self.headers if k == name), "")
+        return self.first.get(name, "")
 
 
 async def _read_request(scope: Scope, receive: Receive, limit: int) -> HttpRequest:
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+    first: dict[str, str] = {}
+    for name, value in headers:
+        first.setdefault(name, value)
     request = HttpRequest(
         method=scope["method"],
         scheme=scope.get("scheme", "http"),
@@ -106,6 +110,7 @@ async def _read_request(scope: Scope, receive: Receive, limit: int) -> HttpReque
         query=scope.get("query_string", b"").decode("latin-1"),
         headers=headers,
         body=b"",
+        first=first,
     )
     declared = request.header("content-length")
     if declared.isdigit() and int(declared) > limit:
@@ -127,19 +132,13 @@ async def _read_request(scope: Scope, receive: Receive, limit: int) -> HttpReque
     return request
 
 
-def _decode_pairs(raw: str | bytes) -> list[tuple[str, str]]:
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8")
-    return parse_qsl(raw, keep_blank_values=True, errors="strict")
-
-
 def request_params(query: str, content_type: str, body: bytes) -> list[tuple[str, str]]:
     """Query and form parameters merged; a name given twice is refused."""
     try:
-        pairs = _decode_pairs(query) if query else []
+        pairs = query_pairs(query, errors="strict") if query else []
         media_type = content_type.split(";", 1)[0].strip().lower()
         if body and media_type == "application/x-www-form-urlencoded":
-            pairs += _decode_pairs(body)
+            pairs += query_pairs(body.decode("utf-8"), errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise EC2Error("MalformedQueryString", "The query string is not valid UTF-8") from None
     seen: set[str] = set()
@@ -166,13 +165,21 @@ class Answer:
         await send({"type": "http.response.body", "body": self.body})
 
 
+def new_request_id() -> str:
+    """A random version-4 UUID, as EC2's request ids are. Not a secret: drawn from
+    `random` rather than `os.urandom`, which costs a system call per request."""
+    digits = f"{random.getrandbits(128):032x}"
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
+
+
 def _error_answer(err: EC2Error, request_id: str) -> Answer:
     return Answer(err.status, serialize_error(err.code, err.message, request_id), request_id)
 
 
 async def handle(gateway: Gateway, scope: Scope, receive: Receive) -> Answer:
     """One EC2 request, from the ASGI scope to the answer; never raises."""
-    request_id = str(uuid.uuid4())
+    request_id = new_request_id()
     started = time.perf_counter()
     action = "-"
     access_key = "-"
