@@ -36,6 +36,7 @@ from ec2gw.onesim.rpc import (
 )
 from ec2gw.onesim.store import Store
 from ec2gw.onesim.template import Template, cdata
+from ec2gw.onesim.usage import QUOTA_METRICS, VmIndex
 
 Obj = dict[str, Any]
 
@@ -99,12 +100,20 @@ class Cloud:
         self.dirty: set[tuple[str, int]] = set()
         self.meta_dirty: dict[str, Any] = {}
         self.request_id = 0
+        self.index = VmIndex()  # per-host/per-user totals and due steps of the VM pool
+        # PENDING VMs the scheduler could not place (`sched_failed`): what a capacity
+        # change wakes up.
+        self.unplaced: set[int] = set()
         loaded = self.store.load()
         if loaded:
             for kind, objs in loaded.items():
                 self.pools.setdefault(kind, {}).update(objs)
             self.next_ids = self.store.get_meta("next_ids", {})
             self.rules = [Rule(*r) for r in self.store.get_meta("acl", [])]
+            for vm in self.pools["vm"].values():
+                self.index.mark(vm["id"])
+                if vm.get("sched_failed"):
+                    self.unplaced.add(vm["id"])
         else:
             self.bootstrap()
             self.flush()
@@ -123,6 +132,8 @@ class Cloud:
 
     def touch(self, kind: str, obj: Obj) -> None:
         self.dirty.add((kind, obj["id"]))
+        if kind == "vm":
+            self.index.mark(obj["id"])
 
     def flush(self) -> None:
         writes = [(k, oid, self.pools[k].get(oid)) for k, oid in sorted(self.dirty)]
@@ -145,6 +156,9 @@ class Cloud:
     def remove(self, kind: str, oid: int) -> None:
         self.pools[kind].pop(oid, None)
         self.dirty.add((kind, oid))
+        if kind == "vm":
+            self.index.mark(oid)
+            self.unplaced.discard(oid)
 
     def save_rules(self) -> None:
         self.meta_dirty["acl"] = [r.to_json() for r in self.rules]
@@ -397,15 +411,16 @@ class Cloud:
     # --- capacity and usage -------------------------------------------------------------
 
     def host_usage(self, host_id: int) -> dict[str, Any]:
-        cpu = mem = 0.0
-        vm_ids = []
-        for vm in self.pools["vm"].values():
-            if st.holds_host(vm) and vm["history"][-1]["hid"] == host_id:
-                t = Template.from_json(vm["template"])
-                cpu += float(t.get("CPU", "0") or 0) * 100
-                mem += int(float(t.get("MEMORY", "0") or 0)) * 1024
-                vm_ids.append(vm["id"])
-        return {"cpu": cpu, "memory": mem, "vms": len(vm_ids), "vm_ids": sorted(vm_ids)}
+        """Capacity the VMs on the host hold, with their ids (for the host's XML)."""
+        cpu, memory, count = self.host_load(host_id)
+        vm_ids = sorted(self.index.host(host_id).vms)
+        return {"cpu": cpu, "memory": memory, "vms": count, "vm_ids": vm_ids}
+
+    def host_load(self, host_id: int) -> tuple[float, int, int]:
+        """CPU (×100) and memory (KB) held on the host, and how many VMs hold them."""
+        self.index.sync(self.pools["vm"])
+        load = self.index.host(host_id)
+        return float(load.cpu), load.memory, len(load.vms)
 
     def datastore_used(self, ds_id: int) -> int:
         return sum(
@@ -413,24 +428,9 @@ class Cloud:
         )
 
     def vm_usage(self, uid: int) -> dict[str, float]:
-        usage = {"VMS": 0.0, "CPU": 0.0, "MEMORY": 0.0, "SYSTEM_DISK_SIZE": 0.0}
-        usage.update({"RUNNING_VMS": 0.0, "RUNNING_CPU": 0.0, "RUNNING_MEMORY": 0.0})
-        for vm in self.pools["vm"].values():
-            if vm["uid"] != uid or vm["state"] == st.DONE:
-                continue
-            t = Template.from_json(vm["template"])
-            cpu, memory = float(t.get("CPU", "0") or 0), float(t.get("MEMORY", "0") or 0)
-            usage["VMS"] += 1
-            usage["CPU"] += cpu
-            usage["MEMORY"] += memory
-            usage["SYSTEM_DISK_SIZE"] += sum(
-                float(d.get("SIZE", 0) or 0) for d in t.vectors("DISK")
-            )
-            if vm["state"] in (st.PENDING, st.ACTIVE, st.HOLD):
-                usage["RUNNING_VMS"] += 1
-                usage["RUNNING_CPU"] += cpu
-                usage["RUNNING_MEMORY"] += memory
-        return usage
+        self.index.sync(self.pools["vm"])
+        metrics = self.index.user(uid).metrics
+        return {m: float(metrics[m]) for m in QUOTA_METRICS}
 
     def check_vm_quota(
         self, caller: Caller, add: dict[str, float], method: str, user: Obj | None = None
@@ -467,13 +467,8 @@ class Cloud:
                 body += cdata(f"{metric}_USED", _fmt(usage[metric], metric))
             return f"<VM_QUOTA><VM>{body}</VM></VM_QUOTA>"
         if section == "NETWORK_QUOTA":
-            counts: dict[int, int] = {}
-            for vm in self.pools["vm"].values():
-                if vm["uid"] == user["id"] and vm["state"] != st.DONE:
-                    for nic in Template.from_json(vm["template"]).vectors("NIC"):
-                        if nic.get("NETWORK_ID", "").isdigit():
-                            nid = int(nic["NETWORK_ID"])
-                            counts[nid] = counts.get(nid, 0) + 1
+            self.index.sync(self.pools["vm"])
+            counts = self.index.user(user["id"]).networks
             body = "".join(
                 "<NETWORK>"
                 + cdata("ID", nid)
@@ -484,13 +479,8 @@ class Cloud:
             )
             return f"<NETWORK_QUOTA>{body}</NETWORK_QUOTA>"
         if section == "IMAGE_QUOTA":
-            counts = {}
-            for vm in self.pools["vm"].values():
-                if vm["uid"] == user["id"] and vm["state"] != st.DONE:
-                    for disk in Template.from_json(vm["template"]).vectors("DISK"):
-                        if disk.get("IMAGE_ID", "").isdigit():
-                            iid = int(disk["IMAGE_ID"])
-                            counts[iid] = counts.get(iid, 0) + 1
+            self.index.sync(self.pools["vm"])
+            counts = self.index.user(user["id"]).images
             body = "".join(
                 "<IMAGE>"
                 + cdata("ID", iid)
@@ -536,20 +526,22 @@ class Cloud:
                     img["due"] = None
                     img["prev_state"], img["state"] = img["state"], 1
                     self.touch("image", img)
-            due = sorted(
-                (vm["due"], vm["id"])
-                for vm in self.pools["vm"].values()
-                if vm.get("due") is not None and vm["due"] <= t
-            )
+            vms = self.pools["vm"]
+            self.index.sync(vms)
+            due = self.index.pop_due(vms, t)
             if not due:
                 return
-            for _, vid in due:
-                vm = self.pools["vm"][vid]
-                if vm.get("due") is not None and vm["due"] <= t:
+            for vid in due:
+                vm = vms.get(vid)
+                if vm is not None and vm.get("due") is not None and vm["due"] <= t:
                     self.step(vm)
 
     def next_due(self) -> float | None:
-        dues = [o["due"] for k in ("vm", "image") for o in self.pools[k].values() if o.get("due")]
+        self.index.sync(self.pools["vm"])
+        dues = [o["due"] for o in self.pools["image"].values() if o.get("due")]
+        vm_due = self.index.next_due(self.pools["vm"])
+        if vm_due:
+            dues.append(vm_due)
         return min(dues) if dues else None
 
     def step(self, vm: Obj) -> None:
@@ -703,11 +695,17 @@ class Cloud:
     def wake_scheduler(self) -> None:
         """Capacity changed: let PENDING VMs be considered again right away."""
         t = time.time()
-        for vm in self.pools["vm"].values():
+        for vid in sorted(self.unplaced):
+            vm = self.pools["vm"].get(vid)
+            if vm is None or not vm.get("sched_failed"):
+                self.unplaced.discard(vid)
+                continue
             waiting = vm.get("due") is None or vm["due"] > t
-            if vm["state"] == st.PENDING and waiting and vm.get("sched_failed"):
+            if vm["state"] == st.PENDING and waiting:
                 vm["due"] = t
                 vm["sched_failed"] = False
+                self.unplaced.discard(vid)
+                self.index.mark(vid)  # queue the step; not persisted, as before
 
     # --- the scheduler ------------------------------------------------------------------
 
@@ -739,9 +737,9 @@ class Cloud:
                 break
             if not ok:
                 continue
-            usage = self.host_usage(h["id"])
-            if usage["cpu"] + cpu <= h["max_cpu"] and usage["memory"] + mem <= h["max_mem"]:
-                candidates.append((usage["vms"], h["id"], h))
+            used_cpu, used_mem, vms = self.host_load(h["id"])
+            if used_cpu + cpu <= h["max_cpu"] and used_mem + mem <= h["max_mem"]:
+                candidates.append((vms, h["id"], h))
             elif not message:
                 message = "No host with enough capacity to deploy the VM"
         if not candidates:
@@ -751,11 +749,13 @@ class Cloud:
             vm["user_template"] = user.to_json()
             vm["due"] = time.time() + max(SCHED_RETRY, self.lifecycle.schedule)
             vm["sched_failed"] = True
+            self.unplaced.add(vm["id"])
             self.touch("vm", vm)
             return
         if user.erase("SCHED_MESSAGE"):
             vm["user_template"] = user.to_json()
         vm["sched_failed"] = False
+        self.unplaced.discard(vm["id"])
         self.deploy(vm, min(candidates)[2], ds_id=0)
 
     def host_attributes(self, h: Obj) -> dict[str, str]:

@@ -141,7 +141,7 @@ def capacity(tmpl: Template) -> tuple[int, int]:
 @rpc("one.host.delete", "i")
 def host_delete(cloud: Cloud, caller: Caller, method: str, hid: int) -> int:
     host = fetch_infra(cloud, caller, "host", hid, ADMIN, method)
-    if cloud.host_usage(hid)["vms"]:
+    if cloud.host_load(hid)[2]:
         raise OneError(
             ACTION, f"[{method}] Cannot delete host. Can not remove a host with running VMs", hid
         )

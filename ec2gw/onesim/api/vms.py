@@ -753,10 +753,10 @@ def vm_deploy(
         raise OneError(ACTION, f"[{method}] Host is offline, cannot use it to deploy VM", vid)
     if enforce:
         tmpl = Template.from_json(vm["template"])
-        usage = cloud.host_usage(hid)
+        used_cpu, used_mem, _ = cloud.host_load(hid)
         if (
-            usage["cpu"] + float(tmpl.get("CPU", "0")) * 100 > host["max_cpu"]
-            or usage["memory"] + int(float(tmpl.get("MEMORY", "0"))) * 1024 > host["max_mem"]
+            used_cpu + float(tmpl.get("CPU", "0")) * 100 > host["max_cpu"]
+            or used_mem + int(float(tmpl.get("MEMORY", "0"))) * 1024 > host["max_mem"]
         ):
             raise OneError(
                 ACTION,
@@ -799,11 +799,8 @@ def vm_resize(
     )
     if st.holds_host(vm) and (d_cpu > 0 or d_mem > 0):
         host = cloud.pools["host"][vm["history"][-1]["hid"]]
-        usage = cloud.host_usage(host["id"])
-        if (
-            usage["cpu"] + d_cpu * 100 > host["max_cpu"]
-            or usage["memory"] + d_mem * 1024 > host["max_mem"]
-        ):
+        used_cpu, used_mem, _ = cloud.host_load(host["id"])
+        if used_cpu + d_cpu * 100 > host["max_cpu"] or used_mem + d_mem * 1024 > host["max_mem"]:
             raise OneError(
                 ACTION, f"[{method}] Host {host['id']} does not have enough capacity", vid
             )
