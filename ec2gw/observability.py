@@ -40,6 +40,12 @@ def configure_logging(json_lines: bool, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # No line of ours shows the caller, thread or process: not gathering them saves about
+    # a third of every log call (the logging HOWTO, "Optimization").
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # httpx logs every XML-RPC call to OpenNebula at INFO; the request line says enough.
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
 
