@@ -1,6 +1,5 @@
 """`uvicorn benchmarks.gateway_app:create --factory [--workers N]`: the gateway as
-`ec2gw serve` builds it (settings from EC2GW_* variables, the same logging), which lets
-uvicorn run several worker processes.
+`ec2gw serve --workers N` builds it in each worker (`ec2gw.app:create_from_environment`).
 
 With BENCH_PROFILE_DIR set, `POST /_bench/profile/start` and
 `POST /_bench/profile/stop?name=NAME` sample the event-loop thread with pyinstrument and
@@ -16,9 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from ec2gw.app import create_app
-from ec2gw.config import load_settings
-from ec2gw.observability import configure_logging
+from ec2gw.app import create_from_environment
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -26,9 +23,7 @@ ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 
 
 def create() -> ASGIApp:
-    settings = load_settings(os.environ.get("EC2GW_CONFIG"))
-    configure_logging(settings.gateway.log_json)
-    app: ASGIApp = create_app(settings)
+    app: ASGIApp = create_from_environment()
     profile_dir = os.environ.get("BENCH_PROFILE_DIR")
     return _Profiling(app, Path(profile_dir)) if profile_dir else app
 

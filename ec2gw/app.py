@@ -10,6 +10,7 @@ is logged with the request id and answered as `InternalError`, never with a trac
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -25,9 +26,9 @@ from ec2gw.actions.context import RequestContext
 from ec2gw.auth.common import query_pairs
 from ec2gw.auth.keys import AccessKey, KeyCipher, KeyStore
 from ec2gw.auth.verify import Caller, IncomingRequest, verify
-from ec2gw.config import Settings
+from ec2gw.config import Settings, load_settings
 from ec2gw.ec2.ids import account_id
-from ec2gw.observability import Metrics
+from ec2gw.observability import Metrics, configure_logging
 from ec2gw.one.client import CallStats, OneClient
 from ec2gw.one.errors import OneError, to_ec2_error
 from ec2gw.one.sessions import ServerCipherSessions
@@ -284,6 +285,14 @@ async def _dispatch(
     )
     result = await spec.handler(context, args)
     return serialize_response(operation, result, request_id)
+
+
+def create_from_environment() -> EC2App:
+    """The app of one worker process of `ec2gw serve --workers N` (uvicorn's factory): its
+    settings come from the `EC2GW_*` variables the serving process exported."""
+    settings = load_settings(os.environ.get("EC2GW_CONFIG"))
+    configure_logging(settings.gateway.log_json)
+    return create_app(settings)
 
 
 def create_app(settings: Settings, gateway: Gateway | None = None) -> EC2App:

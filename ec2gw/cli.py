@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from ec2gw.config import ConfigError, Settings, load_settings
+from ec2gw.config import ConfigError, Settings, environment, load_settings
 from ec2gw.observability import configure_logging
 
 log = logging.getLogger("ec2gw")
@@ -25,6 +25,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         settings.gateway.port = args.port
     if getattr(args, "data_dir", None):
         settings.embedded.data_dir = args.data_dir
+    if getattr(args, "workers", None) is not None:
+        settings.gateway.workers = args.workers
     return settings
 
 
@@ -67,16 +69,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "ec2 describe-images\n",
             flush=True,
         )
+    server_options = {
+        "host": settings.gateway.host,
+        "port": settings.gateway.port,
+        "log_level": "info",
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": False,
+    }
     try:
-        uvicorn.run(
-            create_app(settings),
-            host=settings.gateway.host,
-            port=settings.gateway.port,
-            log_level="info",
-            log_config=None,
-            access_log=False,
-            proxy_headers=False,
-        )
+        if settings.gateway.workers > 1:
+            # Worker processes build their app from the environment: these very settings,
+            # the embedded OpenNebula's endpoint included (it keeps running in this process).
+            os.environ.update(environment(settings))
+            uvicorn.run(
+                "ec2gw.app:create_from_environment",
+                factory=True,
+                workers=settings.gateway.workers,
+                **server_options,
+            )
+        else:
+            uvicorn.run(create_app(settings), **server_options)
     finally:
         if cloud is not None:
             (_data_dir(settings) / "endpoint").unlink(missing_ok=True)
@@ -309,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(serve)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="gateway processes (default 1)")
     serve.set_defaults(func=cmd_serve)
 
     sim = sub.add_parser("sim", help="run the embedded OpenNebula alone (XML-RPC)")

@@ -14,6 +14,7 @@ from typing import Any
 class GatewaySettings:
     host: str = "127.0.0.1"
     port: int = 8773
+    workers: int = 1
     max_body_bytes: int = 1_048_576
     clock_skew_seconds: int = 900
     zone_id: int = 0
@@ -114,3 +115,15 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     if raw:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(raw))}")
     return settings
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """Every option as its `EC2GW_*` variable: what worker processes rebuild `settings` from."""
+    variables = {}
+    for section in fields(Settings):
+        values = getattr(settings, section.name)
+        for option in fields(values):
+            value = getattr(values, option.name)
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            variables[f"EC2GW_{section.name}_{option.name}".upper()] = text
+    return variables

@@ -31,3 +31,16 @@ def test_mistakes_are_reported(tmp_path, text):
     path.write_text(text)
     with pytest.raises(ConfigError):
         load_settings(path, env={})
+
+
+def test_environment_rebuilds_the_same_settings():
+    # What `ec2gw serve --workers N` hands its worker processes.
+    from ec2gw.config import environment
+
+    settings = load_settings(env={})
+    settings.gateway.port = 9999
+    settings.gateway.log_json = True
+    settings.gateway.rate_limit = 0.5
+    settings.opennebula.endpoint = "http://oned:2633/RPC2"
+    settings.embedded.data_dir = "/tmp/x y"
+    assert load_settings(env=environment(settings)) == settings

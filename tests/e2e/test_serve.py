@@ -31,7 +31,9 @@ def _ec2gw(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 @contextmanager
-def _serving(port: int, data_dir: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+def _serving(
+    port: int, data_dir: Path, env: dict[str, str], *options: str
+) -> Iterator[subprocess.Popen]:
     """`ec2gw serve` as a newcomer runs it, stopped at the end."""
     server = subprocess.Popen(
         [
@@ -43,6 +45,7 @@ def _serving(port: int, data_dir: Path, env: dict[str, str]) -> Iterator[subproc
             str(port),
             "--data-dir",
             str(data_dir),
+            *options,
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -128,6 +131,55 @@ def test_serve_prints_a_working_aws_command(tmp_path):
             timeout=120,
         )
         assert sorted(i["Name"] for i in json.loads(done.stdout)["Images"]) == names
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_serve_with_workers_spreads_requests_over_processes(tmp_path):
+    import configparser
+
+    import boto3
+
+    port = free_port()
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    with _serving(port, data_dir, env, "--workers", "2") as server:
+        _wait_healthy(port, time.monotonic() + 60)
+        assert len(_children(server.pid)) >= 2
+        credentials = configparser.ConfigParser()
+        credentials.read(data_dir / "credentials")
+        profile = credentials["ec2gw"]
+        for _ in range(40):  # a new connection each: the kernel spreads them over workers
+            ec2 = boto3.client(
+                "ec2",
+                endpoint_url=f"http://127.0.0.1:{port}",
+                region_name="opennebula",
+                aws_access_key_id=profile["aws_access_key_id"],
+                aws_secret_access_key=profile["aws_secret_access_key"],
+            )
+            assert ec2.describe_regions()["Regions"][0]["RegionName"] == "opennebula"
+            ec2.close()
+        # Each worker counts its own requests: /metrics read on new connections shows
+        # two different counts (the connections went to different processes).
+        counted = re.compile(r'ec2gw_requests_total\{action="DescribeRegions",status="200"\} (\S+)')
+        totals = set()
+        for _ in range(100):
+            reply = httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"Connection": "close"})
+            match = counted.search(reply.text)
+            totals.add(float(match.group(1)) if match else 0.0)
+            if len(totals) > 1:
+                break
+        assert len(totals) > 1 and sum(totals) <= 40, totals
 
 
 def test_sim_command_serves_opennebula_alone(tmp_path):
