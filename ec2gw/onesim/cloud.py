@@ -34,7 +34,7 @@ from ec2gw.onesim.rpc import (
     NO_EXISTS,
     OneError,
 )
-from ec2gw.onesim.store import Store
+from ec2gw.onesim.store import MEMBER_FIELDS, MemberChange, Store
 from ec2gw.onesim.template import Template, cdata
 from ec2gw.onesim.usage import QUOTA_METRICS, VmIndex
 
@@ -99,6 +99,7 @@ class Cloud:
         self.rules: list[Rule] = []
         self.dirty: set[tuple[str, int]] = set()
         self.meta_dirty: dict[str, Any] = {}
+        self.member_changes: list[MemberChange] = []
         self.request_id = 0
         self.index = VmIndex()  # per-host/per-user totals and due steps of the VM pool
         # PENDING VMs the scheduler could not place (`sched_failed`): what a capacity
@@ -139,9 +140,24 @@ class Cloud:
         writes = [(k, oid, self.pools[k].get(oid)) for k, oid in sorted(self.dirty)]
         meta = dict(self.meta_dirty)
         meta["next_ids"] = self.next_ids
-        self.store.write(writes, meta)
+        self.store.write(writes, meta, self.member_changes)
         self.dirty.clear()
         self.meta_dirty.clear()
+        self.member_changes.clear()
+
+    def add_member(self, kind: str, obj: Obj, vm_id: int) -> None:
+        """Append `vm_id` to the object's VM list (`MEMBER_FIELDS`), stored as one row."""
+        obj.setdefault(MEMBER_FIELDS[kind], []).append(vm_id)
+        self.member_changes.append((kind, obj["id"], vm_id, True))
+        self.touch(kind, obj)
+
+    def remove_member(self, kind: str, obj: Obj, vm_id: int) -> None:
+        """Remove the first `vm_id` from the object's VM list, if there."""
+        members = obj.get(MEMBER_FIELDS[kind], [])
+        if vm_id in members:
+            members.remove(vm_id)
+            self.member_changes.append((kind, obj["id"], vm_id, False))
+        self.touch(kind, obj)
 
     def new_id(self, kind: str) -> int:
         oid = self.next_ids.get(kind, FIRST_ID.get(kind, 0))
@@ -662,9 +678,7 @@ class Cloud:
                     "MAC"
                 ):
                     del ar["leases"][idx]
-        if vm_id in vn.get("updated_vms", []):
-            vn["updated_vms"].remove(vm_id)
-        self.touch("vnet", vn)
+        self.remove_member("vnet", vn, vm_id)
         self.track_security_groups(nic, vm_id, False)
 
     def track_security_groups(self, nic: dict, vm_id: int, using: bool) -> None:
@@ -674,12 +688,12 @@ class Cloud:
             sg = self.pools["secgroup"].get(int(sg_id)) if sg_id.strip().isdigit() else None
             if sg is None:
                 continue
-            vms = sg.setdefault("updated_vms", [])
-            if using and vm_id not in vms:
-                vms.append(vm_id)
-            elif not using and vm_id in vms:
-                vms.remove(vm_id)
-            self.touch("secgroup", sg)
+            if not using:
+                self.remove_member("secgroup", sg, vm_id)
+            elif vm_id not in sg.get("updated_vms", []):
+                self.add_member("secgroup", sg, vm_id)
+            else:
+                self.touch("secgroup", sg)
 
     def release_image(self, disk: dict, vm_id: int) -> None:
         if not disk.get("IMAGE_ID", "").isdigit():
@@ -687,10 +701,9 @@ class Cloud:
         img = self.pools["image"].get(int(disk["IMAGE_ID"]))
         if img is None or vm_id not in img["vms"]:
             return
-        img["vms"].remove(vm_id)
+        self.remove_member("image", img, vm_id)
         if not img["vms"] and img["state"] in (2, 8):
             img["prev_state"], img["state"] = img["state"], 1
-        self.touch("image", img)
 
     def wake_scheduler(self) -> None:
         """Capacity changed: let PENDING VMs be considered again right away."""

@@ -9,6 +9,7 @@ import pytest
 
 from ec2gw.onesim import EmbeddedOpenNebula, Lifecycle
 from ec2gw.onesim.cloud import Cloud as SimCloud
+from ec2gw.onesim.store import MEMBER_FIELDS, Store
 from ec2gw.onesim.usage import VmIndex, recount
 from tests.onesim.conftest import SHARE, One, seed, start_sim
 
@@ -47,6 +48,14 @@ def check(cloud: SimCloud) -> None:
         assert queued == {vid for vid, vm in pool.items() if vm.get("due") is not None}
         failed = {vid for vid, vm in pool.items() if vm.get("sched_failed")}
         assert failed <= cloud.unplaced
+
+
+def members(cloud: SimCloud) -> dict[str, dict[int, list[int]]]:
+    """The VM lists kept as `member` rows (image VMS, UPDATED_VMS)."""
+    return {
+        kind: {oid: list(obj.get(field, [])) for oid, obj in cloud.pools[kind].items()}
+        for kind, field in MEMBER_FIELDS.items()
+    }
 
 
 @pytest.mark.parametrize("seed_value", [1, 2, 3])
@@ -100,8 +109,10 @@ def test_totals_match_a_recount(tmp_path: Path, seed_value: int, delays: bool) -
             elif roll < 0.93:
                 admin.raw("one.host.status", rng.choice([0, 1]), rng.choice([0, 1]))
             elif roll < 0.95:
+                before = members(sim._cloud)
                 sim.stop()
                 sim = start_sim(tmp_path, lifecycle)
+                assert members(sim._cloud) == before
                 admin.proxy = One(sim.url, "").proxy
                 for s in sessions:
                     s.proxy = admin.proxy
@@ -145,3 +156,25 @@ def test_unplaced_vm_is_woken_after_restart(tmp_path: Path) -> None:
         assert waiting not in sim._cloud.unplaced
     finally:
         sim.stop()
+
+
+def test_member_lists_of_an_older_database_move_to_rows(tmp_path: Path) -> None:
+    """A database whose image rows still hold their VMS list loads it, and keeps it after."""
+    sim = start_sim(tmp_path)
+    admin = One(sim.url, sim.oneadmin_session)
+    seed(admin)
+    vms = [admin("one.vm.allocate", VM.format(name=f"m{i}", cpu=0.1, memory=64)) for i in range(3)]
+    sim.stop()
+    store = Store(tmp_path / "one.db")
+    store.db.execute("DELETE FROM member")
+    store.db.execute(
+        "UPDATE pool SET body = json_set(body, '$.vms', json(?)) WHERE kind = 'image' AND oid = 0",
+        (str(vms),),
+    )
+    store.close()
+    for _ in range(2):
+        sim = start_sim(tmp_path)
+        try:
+            assert sim._cloud.pools["image"][0]["vms"] == vms
+        finally:
+            sim.stop()

@@ -271,7 +271,7 @@ def expand_nics(
             nic.update(filled)
             leased.append(nic)
             if vm_id not in vn["updated_vms"]:
-                vn["updated_vms"].append(vm_id)
+                cloud.add_member("vnet", vn, vm_id)
             cloud.touch("vnet", vn)
             cloud.track_security_groups(nic, vm_id, True)
             nic_id += 1
@@ -400,9 +400,8 @@ def create_vm(
     cloud.new_id("vm")
     for _disk, image in disks:
         if image is not None:
-            image["vms"].append(vm_id)
+            cloud.add_member("image", image, vm_id)
             image["prev_state"], image["state"] = image["state"], 8 if image["persistent"] else 2
-            cloud.touch("image", image)
     context = vm_tmpl.vector("CONTEXT")
     if context is not None:
         vm_tmpl.erase("CONTEXT")
@@ -847,9 +846,8 @@ def vm_attach(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) ->
                 disk["TARGET"] = prefix + letter
                 break
     if image is not None:
-        image["vms"].append(vid)
+        cloud.add_member("image", image, vid)
         image["prev_state"], image["state"] = image["state"], 8 if image["persistent"] else 2
-        cloud.touch("image", image)
     tmpl.add("DISK", disk)
     vm["template"] = tmpl.to_json()
     cloud.close_history(vm, "disk-attach", caller)
