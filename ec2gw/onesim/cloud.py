@@ -672,12 +672,17 @@ class Cloud:
         vn = self.pools["vnet"].get(int(nic["NETWORK_ID"]))
         if vn is None:
             return
+        mac = nic.get("MAC") or ""
+        try:
+            wanted = int(mac.replace(":", ""), 16)
+        except ValueError:
+            wanted = -1
         for ar in vn["ars"]:
-            for idx, lease in list(ar["leases"].items()):
-                if lease == {"kind": "vm", "id": vm_id} and dummy.mac_at(ar, int(idx)) == nic.get(
-                    "MAC"
-                ):
-                    del ar["leases"][idx]
+            # The lease is found from its MAC (`dummy.mac_at` inverted), not by a scan.
+            idx = str(wanted - int(ar["attrs"]["MAC"].replace(":", ""), 16))
+            lease = ar["leases"].get(idx)
+            if lease == {"kind": "vm", "id": vm_id} and dummy.mac_at(ar, int(idx)) == mac:
+                del ar["leases"][idx]
         self.remove_member("vnet", vn, vm_id)
         self.track_security_groups(nic, vm_id, False)
 
