@@ -439,6 +439,11 @@ INSTANCE_FILTERS: dict[str, filters.Extractor] = {
 }
 
 
+def vm_tags(vm: documents.Element) -> dict[str, str]:
+    """A VM's tags, read without converting the rest of it."""
+    return documents.tags(vm.find("USER_TEMPLATE"))
+
+
 def tags_of(instance: dict[str, Any]) -> dict[str, str]:
     return _tags(instance)
 

@@ -118,9 +118,16 @@ def _reservations(instances: list[dict[str, Any]], owner: str) -> list[dict[str,
 async def describe_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     vms, zones = await _requested_vms(ctx, params)
     finish_dry_run(params)
-    if params.get("Filters"):
-        instances = [view.to_instance(vm, zones) for vm in vms]
-        instances = filters.apply(instances, params["Filters"], view.INSTANCE_FILTERS, view.tags_of)
+    wanted = params.get("Filters")
+    if wanted:
+        # Tag filters first, on each VM's tags alone: only the VMs they keep are converted.
+        by_tag = [f for f in wanted if filters.is_tag_filter(f.get("Name") or "")]
+        others = [f for f in wanted if not filters.is_tag_filter(f.get("Name") or "")]
+        tagged = filters.compile_filters(by_tag, {}, lambda pair: pair[1])
+        keep = filters.compile_filters(others, view.INSTANCE_FILTERS, view.tags_of)
+        pairs = [(vm, view.vm_tags(vm) if by_tag else {}) for vm in vms]
+        converted = (view.to_instance(vm, zones) for vm, tags in pairs if tagged((vm, tags)))
+        instances = [instance for instance in converted if keep(instance)]
         chosen, token = pages.page(instances, params, minimum=5, maximum=1000)
     else:  # one page of VMs is all that needs converting
         page_vms, token = pages.page(vms, params, minimum=5, maximum=1000)

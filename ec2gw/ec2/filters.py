@@ -56,6 +56,11 @@ def matches_any(patterns: list[str], values: list[str]) -> bool:
     return any(_pattern(p).fullmatch(v) for p in patterns for v in values)
 
 
+def is_tag_filter(name: str) -> bool:
+    """`tag:<key>`, `tag-key`, `tag-value`: answered from a resource's tags alone."""
+    return name.startswith("tag:") or name in ("tag-key", "tag-value")
+
+
 def compile_filters(
     filters: list[Mapping[str, Any]] | None,
     known: Mapping[str, Extractor],

@@ -109,6 +109,21 @@ def test_run_describe_and_lifecycle(gateway, ec2, ami):
     assert sorted(
         i["InstanceId"] for r in by_tag["Reservations"] for i in r["Instances"]
     ) == sorted(ids)
+
+    # Tag filters (applied to the VMs' tags first) combined with others, wildcards included.
+    def found(*filters):
+        reply = ec2.describe_instances(Filters=list(filters))
+        return sorted(i["InstanceId"] for r in reply["Reservations"] for i in r["Instances"])
+
+    launch_zero = {"Name": "launch-index", "Values": ["0"]}
+    assert found({"Name": "tag:Name", "Values": ["w?b"]}, launch_zero) == [
+        i["InstanceId"] for i in reservation["Instances"] if i["AmiLaunchIndex"] == 0
+    ]
+    assert found({"Name": "tag-key", "Values": ["en*"]}, {"Name": "tag-value", "Values": ["e2e"]})
+    assert found({"Name": "tag:env", "Values": ["nope"]}, launch_zero) == []
+    with pytest.raises(ClientError) as err:  # an unknown name is refused even if nothing matches
+        found({"Name": "tag:env", "Values": ["nope"]}, {"Name": "no-such-filter", "Values": ["x"]})
+    assert error_of(err) == ("InvalidParameterValue", 400)
     paginator = ec2.get_paginator("describe_instances")
     pages = list(
         paginator.paginate(
