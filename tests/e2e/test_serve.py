@@ -169,17 +169,16 @@ def test_serve_with_workers_spreads_requests_over_processes(tmp_path):
             )
             assert ec2.describe_regions()["Regions"][0]["RegionName"] == "opennebula"
             ec2.close()
-        # Each worker counts its own requests: /metrics read on new connections shows
-        # two different counts (the connections went to different processes).
+        # Each worker counts its own requests: a single process would report all 40.
         counted = re.compile(r'ec2gw_requests_total\{action="DescribeRegions",status="200"\} (\S+)')
         totals = set()
-        for _ in range(100):
+        for _ in range(100):  # /metrics on new connections, until a second process answers
             reply = httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"Connection": "close"})
             match = counted.search(reply.text)
             totals.add(float(match.group(1)) if match else 0.0)
-            if len(totals) > 1:
+            if min(totals) < 40:
                 break
-        assert len(totals) > 1 and sum(totals) <= 40, totals
+        assert min(totals) < 40, totals
 
 
 def test_sim_command_serves_opennebula_alone(tmp_path):
