@@ -1,19 +1,21 @@
-"""XML-RPC encoding for OpenNebula calls, decoded with lxml.
+"""XML-RPC encoding for OpenNebula calls: the standard library's, with a faster reader.
 
-`xmlrpc.client.loads` feeds character data to Python callbacks piece by piece; oned's
-answers are large escaped XML documents inside a string, which makes it spend most of a
-DescribeInstances in that loop. lxml decodes the whole reply in C.
+oned's answers are large XML documents escaped inside one string (`&lt;VM&gt;…`), hundreds
+of thousands of entity references per pool. `xmlrpc.client.loads` hands the text between
+two of them to a Python callback each time; here expat collects the whole string in its
+own buffer first (`buffer_text`), and the standard library's `Unmarshaller` builds the
+values from it. About a third faster than decoding the reply with lxml, and the values
+are exactly `loads`' (`use_builtin_types=True`).
 """
 
 from __future__ import annotations
 
-import base64
 import xmlrpc.client
 from typing import Any
+from xml.parsers import expat
 
-from lxml import etree
-
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+MIN_TEXT_BUFFER = 64 * 1024
+MAX_TEXT_BUFFER = 1 << 30  # expat's limit is an int; a longer string comes in pieces
 
 
 class ReplyError(ValueError):
@@ -24,45 +26,30 @@ def encode_call(method: str, params: tuple[Any, ...]) -> bytes:
     return xmlrpc.client.dumps(params, method, allow_none=False).encode()
 
 
-def _value(node: etree._Element) -> Any:
-    child = next(iter(node), None)
-    if child is None:  # <value>text</value> is a string
-        return node.text or ""
-    tag, text = child.tag, child.text or ""
-    if tag == "string":
-        return text
-    if tag in ("int", "i4", "i8"):
-        return int(text)
-    if tag == "boolean":
-        return text.strip() == "1"
-    if tag == "double":
-        return float(text)
-    if tag == "array":
-        return [_value(v) for v in child.iterfind("data/value")]
-    if tag == "struct":
-        return {m.findtext("name"): _value(m.find("value")) for m in child.iterfind("member")}
-    if tag == "nil":
-        return None
-    if tag == "base64":
-        return base64.b64decode(text)
-    if tag == "dateTime.iso8601":
-        return text
-    raise ReplyError(f"unknown XML-RPC type {tag}")
-
-
 def decode_reply(body: bytes) -> Any:
     """The value of a methodResponse; raises `xmlrpc.client.Fault` for a fault."""
+    unmarshaller = xmlrpc.client.Unmarshaller(use_builtin_types=True)
+    unmarshaller.xml(None, None)  # text arrives decoded: no second decoding of strings
+    parser = expat.ParserCreate(None, None)
+    parser.buffer_text = True
+    parser.buffer_size = min(max(len(body), MIN_TEXT_BUFFER), MAX_TEXT_BUFFER)
+    root: list[str] = []
+
+    def start(tag: str, attributes: dict[str, str]) -> None:
+        if not root:
+            root.append(tag)
+        unmarshaller.start(tag, attributes)
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = unmarshaller.end
+    parser.CharacterDataHandler = unmarshaller.data
     try:
-        root = etree.fromstring(body, _PARSER)
-    except etree.XMLSyntaxError as err:
-        raise ReplyError(str(err)) from None
-    if root.tag != "methodResponse":
-        raise ReplyError("not a methodResponse")
-    fault = root.find("fault/value")
-    if fault is not None:
-        detail = _value(fault)
-        raise xmlrpc.client.Fault(detail.get("faultCode"), detail.get("faultString"))
-    value = root.find("params/param/value")
-    if value is None:
-        raise ReplyError("methodResponse without a value")
-    return _value(value)
+        parser.Parse(body, True)
+        values = unmarshaller.close()
+    except xmlrpc.client.Fault:
+        raise
+    except (expat.ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError) as err:
+        raise ReplyError(str(err) or type(err).__name__) from None
+    if root != ["methodResponse"] or len(values) != 1:
+        raise ReplyError("not a methodResponse with one value")
+    return values[0]

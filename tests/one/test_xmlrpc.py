@@ -1,4 +1,4 @@
-"""The lxml decoder reads oned's real replies exactly as the standard library does."""
+"""The decoder reads oned's real replies exactly as the standard library does."""
 
 import os
 import xmlrpc.client
