@@ -88,8 +88,19 @@ class _VmFacts:
     cluster: int  # CID of the last history record, -1 if none
 
 
-def _leaves(element: documents.Element) -> dict[str, str]:
-    return {child.tag: child.text or "" for child in element.iterchildren(etree.Element)}
+# The elements `_facts` reads, by parent: lxml filters children by tag in C, so the many
+# others (MONITORING, CONTEXT, most of a DISK) never become Python objects.
+VM_READ = ("ID", "UID", "STATE", "LCM_STATE", "STIME", "ETIME")
+VM_PARTS = ("TEMPLATE", "USER_TEMPLATE", "HISTORY_RECORDS", *VM_READ)
+TEMPLATE_READ = ("NIC", "DISK", "SECURITY_GROUP_RULE", "VCPU", "OS")
+NIC_READ = ("IP", "MAC", "NETWORK_ID", "NIC_ID", "SECURITY_GROUPS", "EXTERNAL_IP", ELASTIC_NIC)
+DISK_READ = ("IMAGE_ID", "DEV_PREFIX", "TARGET", VOLUME_DISK)
+RULE_READ = ("SECURITY_GROUP_ID", "SECURITY_GROUP_NAME")
+
+
+def _leaves(element: documents.Element, tags: tuple[str, ...] | None = None) -> dict[str, str]:
+    children = element.iterchildren(*tags) if tags else element.iterchildren(etree.Element)
+    return {child.tag: child.text or "" for child in children}
 
 
 def _int(value: str, default: int = 0) -> int:
@@ -113,21 +124,21 @@ def _facts(vm: documents.Element) -> _VmFacts:
     names: dict[int, str] = {}
     vcpu = arch = ""
     cluster = -1
-    for child in vm.iterchildren(etree.Element):
+    for child in vm.iterchildren(*VM_PARTS):
         tag = child.tag
         if tag == "TEMPLATE":
-            for item in child.iterchildren(etree.Element):
+            for item in child.iterchildren(*TEMPLATE_READ):
                 kind = item.tag
                 if kind == "NIC":
-                    nic = _leaves(item)
+                    nic = _leaves(item, NIC_READ)
                     if nic.get(ELASTIC_NIC) == "YES":
                         elastic = elastic or nic
                     else:
                         nics.append(nic)
                 elif kind == "DISK":
-                    disks.append(_leaves(item))
+                    disks.append(_leaves(item, DISK_READ))
                 elif kind == "SECURITY_GROUP_RULE":
-                    rule = _leaves(item)
+                    rule = _leaves(item, RULE_READ)
                     group = _int(rule.get("SECURITY_GROUP_ID", ""))
                     names[group] = rule.get("SECURITY_GROUP_NAME", "")
                 elif kind == "VCPU":
