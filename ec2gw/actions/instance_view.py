@@ -52,8 +52,35 @@ def user_attr(vm: documents.Element, name: str) -> str:
     return documents.text(vm, f"USER_TEMPLATE/{name}")
 
 
-def is_hidden(vm: documents.Element) -> bool:
-    return user_attr(vm, HIDDEN) == "YES"
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What decides whether a VM is listed at all, read in one pass."""
+
+    vm_id: int
+    uid: int
+    state: int
+    ended: int  # ETIME
+    hidden: bool
+
+
+LISTING_READ = ("ID", "UID", "STATE", "ETIME", "USER_TEMPLATE")
+
+
+def listing(vm: documents.Element) -> Listing:
+    values: dict[str, str] = {}
+    hidden = False
+    for child in vm.iterchildren(*LISTING_READ):
+        if child.tag == "USER_TEMPLATE":
+            hidden = documents.text(child, HIDDEN) == "YES"
+        else:
+            values.setdefault(child.tag, child.text or "")
+    return Listing(
+        _int(values.get("ID", "")),
+        _int(values.get("UID", "")),
+        _int(values.get("STATE", "")),
+        _int(values.get("ETIME", "")),
+        hidden,
+    )
 
 
 def state_of(vm: documents.Element) -> states.InstanceState:

@@ -51,24 +51,29 @@ async def zones_of(ctx: RequestContext) -> view.Zones:
     )
 
 
-def _visible(ctx: RequestContext, vm: documents.Element, now: float) -> bool:
-    """The caller's own VMs only, hiding rolled-back ones and long-terminated ones."""
-    if documents.integer(vm, "UID") != ctx.uid or view.is_hidden(vm):
-        return False
-    if documents.integer(vm, "STATE") == states.DONE:
-        ended = documents.integer(vm, "ETIME")
-        return now - ended <= ctx.settings.gateway.terminated_visible_seconds
-    return True
+def _visible_by_id(
+    ctx: RequestContext, pools: Sequence[documents.Element]
+) -> dict[int, documents.Element]:
+    """The caller's own VMs by id, hiding rolled-back ones and long-terminated ones."""
+    now = time.time()
+    keep = ctx.settings.gateway.terminated_visible_seconds
+    visible = {}
+    for pool in pools:
+        for vm in pool.iterfind("VM"):
+            listed = view.listing(vm)
+            if listed.uid != ctx.uid or listed.hidden:
+                continue
+            if listed.state == states.DONE and now - listed.ended > keep:
+                continue
+            visible[listed.vm_id] = vm
+    return visible
 
 
 async def vms_by_ids(ctx: RequestContext, instance_ids: Sequence[str]) -> list[documents.Element]:
     """The caller's VMs for these ids, in the order asked; NotFound names the unknown ones."""
     one_ids = list(dict.fromkeys(ids.INSTANCE.decode(i) for i in instance_ids))
     pool = await ctx.one_doc("one.vmpool.infoset", ",".join(map(str, one_ids)), True)
-    now = time.time()
-    found = {
-        documents.integer(vm, "ID"): vm for vm in pool.iterfind("VM") if _visible(ctx, vm, now)
-    }
+    found = _visible_by_id(ctx, [pool])
     missing = [ids.INSTANCE.encode(i) for i in one_ids if i not in found]
     if missing:
         raise ids.INSTANCE.missing(missing)
@@ -81,13 +86,7 @@ async def my_vms(ctx: RequestContext) -> list[documents.Element]:
         ctx.one_doc("one.vmpool.infoextended", -3, -1, -1, -1),
         ctx.one_doc("one.vmpool.infoextended", -3, 0, -RECENT_TERMINATED_LISTED, states.DONE),
     )
-    now = time.time()
-    vms = {
-        documents.integer(vm, "ID"): vm
-        for pool in (alive, done)
-        for vm in pool.iterfind("VM")
-        if _visible(ctx, vm, now)
-    }
+    vms = _visible_by_id(ctx, [alive, done])
     return [vms[i] for i in sorted(vms)]
 
 
@@ -153,11 +152,8 @@ def _decode_user_data(value: str | None) -> str | None:
 
 async def _by_client_token(ctx: RequestContext, token: str) -> list[documents.Element]:
     pool = await ctx.one_doc("one.vmpool.infoextended", -3, -1, -1, -1)
-    return [
-        vm
-        for vm in pool.iterfind("VM")
-        if view.user_attr(vm, view.CLIENT_TOKEN) == token and _visible(ctx, vm, time.time())
-    ]
+    visible = _visible_by_id(ctx, [pool]).values()
+    return [vm for vm in visible if view.user_attr(vm, view.CLIENT_TOKEN) == token]
 
 
 def _smallest(types: dict[str, documents.Element]) -> str | None:
