@@ -106,7 +106,7 @@ class HttpPool:
 
     async def _exchange(self, connection: _Connection, request: bytes) -> Reply:
         """One request and its reply; the connection goes back to the pool or is closed."""
-        keep = False
+        keep = answered = False
         try:
             connection.writer.write(request)
             try:
@@ -115,11 +115,14 @@ class HttpPool:
                 if not err.partial:
                     raise _StaleConnection from None
                 raise
+            answered = True
             status, headers, version = _parse_head(head)
             body, delimited = await _read_body(connection.reader, headers)
             keep = delimited and _keep_alive(version, headers)
             return Reply(status, body)
         except (ConnectionResetError, BrokenPipeError) as err:
+            if answered:  # the server acted on the request: never send it twice
+                raise HttpError("connection reset during the reply") from None
             raise _StaleConnection from err
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             raise HttpError("connection failed or reply malformed") from None

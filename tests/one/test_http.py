@@ -202,3 +202,23 @@ async def test_concurrent_calls_share_at_most_max_connections(serve):
 def test_only_http_urls():
     with pytest.raises(ValueError):
         HttpPool("ftp://host/RPC2", timeout=1, max_connections=1)
+
+
+async def test_a_reply_cut_short_is_an_error_and_the_call_is_not_sent_again(serve):
+    import socket
+    import struct
+
+    async def cut(body: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
+        await writer.drain()
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()  # a reset, not an orderly close
+
+    server = await serve([length_reply(), cut])
+    client = pool(server)
+    assert (await client.post(b"first")).body == b"first"
+    with pytest.raises(HttpError):
+        await client.post(b"second")  # on the kept-alive connection
+    assert [r.endswith(b"second") for r in server.requests] == [False, True]
+    await client.close()
