@@ -16,6 +16,7 @@ from lxml import etree
 
 from ec2gw.ec2 import filters, ids
 from ec2gw.one import documents, states
+from ec2gw.one.documents import to_integer
 
 # USER_TEMPLATE attributes written by RunInstances.
 INSTANCE_TYPE = "EC2_INSTANCE_TYPE"
@@ -75,10 +76,10 @@ def listing(vm: documents.Element) -> Listing:
         else:
             values.setdefault(child.tag, child.text or "")
     return Listing(
-        _int(values.get("ID", "")),
-        _int(values.get("UID", "")),
-        _int(values.get("STATE", "")),
-        _int(values.get("ETIME", "")),
+        to_integer(values.get("ID", "")),
+        to_integer(values.get("UID", "")),
+        to_integer(values.get("STATE", "")),
+        to_integer(values.get("ETIME", "")),
         hidden,
     )
 
@@ -130,17 +131,6 @@ def _leaves(element: documents.Element, tags: tuple[str, ...] | None = None) -> 
     return {child.tag: child.text or "" for child in children}
 
 
-def _int(value: str, default: int = 0) -> int:
-    """An OpenNebula number as `documents.integer` reads it."""
-    try:
-        return int(value)
-    except ValueError:
-        try:
-            return int(float(value))
-        except ValueError:
-            return default
-
-
 def _facts(vm: documents.Element) -> _VmFacts:
     top: dict[str, str] = {}
     user: dict[str, str] = {}
@@ -166,7 +156,7 @@ def _facts(vm: documents.Element) -> _VmFacts:
                     disks.append(_leaves(item, DISK_READ))
                 elif kind == "SECURITY_GROUP_RULE":
                     rule = _leaves(item, RULE_READ)
-                    group = _int(rule.get("SECURITY_GROUP_ID", ""))
+                    group = to_integer(rule.get("SECURITY_GROUP_ID", ""))
                     names[group] = rule.get("SECURITY_GROUP_NAME", "")
                 elif kind == "VCPU":
                     vcpu = item.text or ""
@@ -183,7 +173,7 @@ def _facts(vm: documents.Element) -> _VmFacts:
         elif tag == "HISTORY_RECORDS":
             history = child.findall("HISTORY")
             if history:
-                cluster = _int(documents.text(history[-1], "CID"), -1)
+                cluster = to_integer(documents.text(history[-1], "CID"), -1)
         else:
             top.setdefault(tag, child.text or "")
     return _VmFacts(top, user, tags, nics, elastic, disks, names, vcpu, arch, cluster)
@@ -231,7 +221,7 @@ def _association(facts: _VmFacts, owner: str) -> dict[str, Any] | None:
     nic = facts.elastic
     if nic is None:
         return None
-    reservation = _int(nic.get("NETWORK_ID", ""))
+    reservation = to_integer(nic.get("NETWORK_ID", ""))
     return {
         "PublicIp": nic.get("IP", ""),
         "PublicDnsName": "",
@@ -251,21 +241,21 @@ def network_interfaces(vm: documents.Element, zones: Zones) -> list[dict[str, An
 
 
 def _interfaces(facts: _VmFacts, zones: Zones) -> list[dict[str, Any]]:
-    vm_id = _int(facts.top.get("ID", ""))
-    owner = ids.account_id(_int(facts.top.get("UID", "")))
+    vm_id = to_integer(facts.top.get("ID", ""))
+    owner = ids.account_id(to_integer(facts.top.get("UID", "")))
     association = _association(facts, owner)
-    launched = _time(_int(facts.top.get("STIME", "")))
+    launched = _time(to_integer(facts.top.get("STIME", "")))
     zone = _zone(facts, zones)
     result = []
     for index, nic in enumerate(facts.nics):
-        nic_id = _int(nic.get("NIC_ID", ""))
+        nic_id = to_integer(nic.get("NIC_ID", ""))
         ip = nic.get("IP", "")
         dns = f"ip-{ip.replace('.', '-')}.{zones.region}.compute.internal" if ip else ""
         public = association if index == 0 else None
         result.append(
             {
                 "NetworkInterfaceId": ids.NETWORK_INTERFACE.encode_pair(vm_id, nic_id),
-                "SubnetId": ids.SUBNET.encode(_int(nic.get("NETWORK_ID", ""))),
+                "SubnetId": ids.SUBNET.encode(to_integer(nic.get("NETWORK_ID", ""))),
                 "VpcId": zones.vpc_id,
                 "AvailabilityZone": zone,
                 "Description": "",
@@ -321,25 +311,25 @@ def to_instance(vm: documents.Element, zones: Zones) -> dict[str, Any]:
     """A VM document (full body: vm.info or vmpool.infoextended) as EC2's Instance."""
     facts = _facts(vm)
     top, user, nics, disks = facts.top, facts.user, facts.nics, facts.disks
-    raw_state, lcm = _int(top.get("STATE", "")), _int(top.get("LCM_STATE", ""))
+    raw_state, lcm = to_integer(top.get("STATE", "")), to_integer(top.get("LCM_STATE", ""))
     state = states.instance_state(raw_state, lcm)
     alive = state.name != "terminated"
-    vm_id = _int(top.get("ID", ""))
+    vm_id = to_integer(top.get("ID", ""))
     private_ip = nics[0].get("IP", "") if nics and alive else ""
     if facts.elastic is not None:
         public_ip = facts.elastic.get("IP", "")
     else:
         public_ip = next((n["EXTERNAL_IP"] for n in nics if n.get("EXTERNAL_IP")), "")
     root_prefix = (disks[0].get("DEV_PREFIX") or "vd") if disks else "vd"
-    launched = _time(_int(top.get("STIME", "")))
-    vcpus = max(1, _int(facts.vcpu, 1))
+    launched = _time(to_integer(top.get("STIME", "")))
+    vcpus = max(1, to_integer(facts.vcpu, 1))
     security_groups = list(
         {g["GroupId"]: g for nic in nics for g in _groups(nic, facts.group_names)}.values()
     )
     security_groups.sort(key=lambda g: g["GroupId"])
-    image_id = _int(disks[0].get("IMAGE_ID", ""), -1) if disks else -1
-    network_id = _int(nics[0].get("NETWORK_ID", ""), -1) if nics else -1
-    owner = ids.account_id(_int(top.get("UID", "")))
+    image_id = to_integer(disks[0].get("IMAGE_ID", ""), -1) if disks else -1
+    network_id = to_integer(nics[0].get("NETWORK_ID", ""), -1) if nics else -1
+    owner = ids.account_id(to_integer(top.get("UID", "")))
     instance: dict[str, Any] = {
         # OwnerId and ReservationId belong to the reservation; kept here for the filters
         # (the serializer drops members the Instance shape does not have).
@@ -354,7 +344,7 @@ def to_instance(vm: documents.Element, zones: Zones) -> dict[str, Any]:
         "PublicDnsName": "",
         "StateTransitionReason": "",
         "KeyName": user.get(KEY_NAME) or None,
-        "AmiLaunchIndex": _int(user.get(LAUNCH_INDEX, "")),
+        "AmiLaunchIndex": to_integer(user.get(LAUNCH_INDEX, "")),
         "ProductCodes": [],
         "InstanceType": user.get(INSTANCE_TYPE) or "custom",
         "LaunchTime": launched,

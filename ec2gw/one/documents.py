@@ -41,7 +41,11 @@ def text(element: Element, path: str, default: str = "") -> str:
 
 
 def integer(element: Element, path: str, default: int = 0) -> int:
-    value = text(element, path)
+    return to_integer(text(element, path), default)
+
+
+def to_integer(value: str, default: int = 0) -> int:
+    """An OpenNebula number as text (`"5"`, `"5.0"`) as an int, `default` if it is none."""
     try:
         return int(value)
     except ValueError:
