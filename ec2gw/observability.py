@@ -46,7 +46,7 @@ def configure_logging(json_lines: bool, level: int = logging.INFO) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    # httpx logs every XML-RPC call to OpenNebula at INFO; the request line says enough.
+    # httpx (the `keys` command's probe of a running gateway) logs every request at INFO.
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
 
 

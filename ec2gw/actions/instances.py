@@ -122,10 +122,10 @@ async def describe_instances(ctx: RequestContext, params: dict[str, Any]) -> dic
         # Tag filters first, on each VM's tags alone: only the VMs they keep are converted.
         by_tag = [f for f in wanted if filters.is_tag_filter(f.get("Name") or "")]
         others = [f for f in wanted if not filters.is_tag_filter(f.get("Name") or "")]
-        tagged = filters.compile_filters(by_tag, {}, lambda pair: pair[1])
+        tagged = filters.compile_filters(by_tag, {}, lambda tags: tags)
         keep = filters.compile_filters(others, view.INSTANCE_FILTERS, view.tags_of)
-        pairs = [(vm, view.vm_tags(vm) if by_tag else {}) for vm in vms]
-        converted = (view.to_instance(vm, zones) for vm, tags in pairs if tagged((vm, tags)))
+        candidates = [vm for vm in vms if tagged(view.vm_tags(vm))] if by_tag else vms
+        converted = (view.to_instance(vm, zones) for vm in candidates)
         instances = [instance for instance in converted if keep(instance)]
         chosen, token = pages.page(instances, params, minimum=5, maximum=1000)
     else:  # one page of VMs is all that needs converting
