@@ -15,12 +15,12 @@ import hashlib
 import os
 import secrets
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ec2gw.ec2.cache import TTLCache
 from ec2gw.one import documents
 from ec2gw.one.client import OneClient
 from ec2gw.one.errors import NO_EXISTS, OneError
@@ -105,9 +105,7 @@ class KeyStore:
         self._one = one
         self._sessions = sessions
         self._cipher = cipher
-        self._cache_seconds = cache_seconds
-        self._cache_size = cache_size
-        self._cache: OrderedDict[str, tuple[float, AccessKey | None]] = OrderedDict()
+        self._cache: TTLCache[AccessKey | None] = TTLCache(cache_seconds, cache_size)
 
     async def _user(self, uid: int) -> documents.Element | None:
         try:
@@ -144,18 +142,10 @@ class KeyStore:
         """The key with its secret, if it exists, is active and its user is enabled.
 
         Answers are cached for a few seconds (bounded), so a deleted key or a disabled
-        user stops working within `cache_seconds`.
+        user stops working within `cache_seconds`; concurrent lookups of a key that is not
+        cached share one call to OpenNebula.
         """
-        now = time.monotonic()
-        cached = self._cache.get(access_key_id)
-        if cached and cached[0] > now:
-            return cached[1]
-        found = await self._lookup_uncached(access_key_id)
-        self._cache[access_key_id] = (now + self._cache_seconds, found)
-        self._cache.move_to_end(access_key_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return found
+        return await self._cache.get(access_key_id, lambda: self._lookup_uncached(access_key_id))
 
     async def _lookup_uncached(self, access_key_id: str) -> AccessKey | None:
         uid = uid_of(access_key_id)
@@ -199,7 +189,7 @@ class KeyStore:
             },
         )
         await self._write_template(uid, template)
-        self._cache.pop(key_id, None)
+        self._cache.discard(key_id)
         return AccessKey(key_id, uid, documents.text(element, "NAME"), created, secret=secret)
 
     async def list(self, user: str | None = None) -> list[AccessKey]:
@@ -225,7 +215,7 @@ class KeyStore:
         for vector in doomed:
             template.remove(vector)
         await self._write_template(uid, template)
-        self._cache.pop(access_key_id, None)
+        self._cache.discard(access_key_id)
         return True
 
     async def _write_template(self, uid: int, template: documents.Element) -> None:
