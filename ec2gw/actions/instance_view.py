@@ -7,16 +7,21 @@ from the VM itself: state, addresses, disks, host and cluster, times.
 
 from __future__ import annotations
 
+import hashlib
+import marshal
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache, cached_property
 from typing import Any
 
+from botocore.model import StructureShape
 from lxml import etree
 
 from ec2gw.ec2 import filters, ids
 from ec2gw.one import documents, states
 from ec2gw.one.documents import to_integer
+from ec2gw.protocol import model, serializer
 
 # USER_TEMPLATE attributes written by RunInstances.
 INSTANCE_TYPE = "EC2_INSTANCE_TYPE"
@@ -35,7 +40,7 @@ ELASTIC_NIC = "EC2_ELASTIC_IP"
 VOLUME_DISK = "EC2_VOLUME_ID"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Zones:
     """Cluster id → availability zone name, for placing instances."""
 
@@ -43,6 +48,10 @@ class Zones:
     vpc_id: str = ""
     by_cluster: dict[int, str] = field(default_factory=dict)
     default: str = ""
+
+    @cached_property
+    def key(self) -> tuple[Any, ...]:
+        return (self.region, self.vpc_id, self.default, tuple(sorted(self.by_cluster.items())))
 
 
 def _time(epoch: int) -> datetime:
@@ -114,6 +123,21 @@ class _VmFacts:
     vcpu: str
     arch: str
     cluster: int  # CID of the last history record, -1 if none
+
+    def key(self) -> tuple[Any, ...]:
+        """All of the facts, as plain tuples (see `instance_xml`)."""
+        return (
+            tuple(self.top.items()),
+            tuple(self.user.items()),
+            tuple(self.tags.items()),
+            tuple(tuple(nic.items()) for nic in self.nics),
+            tuple(self.elastic.items()) if self.elastic is not None else None,
+            tuple(tuple(disk.items()) for disk in self.disks),
+            tuple(self.group_names.items()),
+            self.vcpu,
+            self.arch,
+            self.cluster,
+        )
 
 
 # The elements `_facts` reads, by parent: lxml filters children by tag in C, so the many
@@ -309,7 +333,44 @@ def _block_device(disk: dict[str, str], launched: datetime) -> dict[str, Any]:
 
 def to_instance(vm: documents.Element, zones: Zones) -> dict[str, Any]:
     """A VM document (full body: vm.info or vmpool.infoextended) as EC2's Instance."""
+    return _instance(_facts(vm), zones)
+
+
+# Instances already serialized, by a digest of all that the conversion reads: the VM's
+# facts and the zones. A fleet listed again and again (inventories, dashboards, pollers)
+# is converted once per change of a VM. Not keyed by the VM's document: its monitoring
+# data changes on every poll of the host. About 3 KB per instance; oldest out first.
+INSTANCE_XML_ENTRIES = 20_000
+_instance_xml: dict[bytes, serializer.Xml] = {}
+
+
+@cache
+def _instance_shape() -> StructureShape:
+    shape = model.service_model().shape_for("Instance")
+    assert isinstance(shape, StructureShape)
+    return shape
+
+
+def instance_xml(vm: documents.Element, zones: Zones) -> tuple[str, serializer.Xml]:
+    """(reservation id, the instance serialized): what `to_instance` and the serializer
+    would make of `vm`, remembered across requests."""
     facts = _facts(vm)
+    digest = hashlib.blake2b(marshal.dumps((facts.key(), zones.key)), digest_size=16).digest()
+    xml = _instance_xml.get(digest)
+    if xml is None:
+        xml = serializer.structure_xml(_instance_shape(), _instance(facts, zones))
+        if len(_instance_xml) >= INSTANCE_XML_ENTRIES:
+            del _instance_xml[next(iter(_instance_xml))]
+        _instance_xml[digest] = xml
+    return _reservation_of(facts), xml
+
+
+def _reservation_of(facts: _VmFacts) -> str:
+    vm_id = to_integer(facts.top.get("ID", ""))
+    return facts.user.get(RESERVATION) or ids.RESERVATION.encode(vm_id)
+
+
+def _instance(facts: _VmFacts, zones: Zones) -> dict[str, Any]:
     top, user, nics, disks = facts.top, facts.user, facts.nics, facts.disks
     raw_state, lcm = to_integer(top.get("STATE", "")), to_integer(top.get("LCM_STATE", ""))
     state = states.instance_state(raw_state, lcm)
@@ -334,7 +395,7 @@ def to_instance(vm: documents.Element, zones: Zones) -> dict[str, Any]:
         # OwnerId and ReservationId belong to the reservation; kept here for the filters
         # (the serializer drops members the Instance shape does not have).
         "OwnerId": owner,
-        "ReservationId": user.get(RESERVATION) or ids.RESERVATION.encode(vm_id),
+        "ReservationId": _reservation_of(facts),
         "InstanceId": ids.INSTANCE.encode(vm_id),
         "ImageId": ids.IMAGE.encode(image_id) if image_id >= 0 else "",
         "State": {"Code": state.code, "Name": state.name},

@@ -14,7 +14,7 @@ import binascii
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from ec2gw.ec2 import filters, idempotency, ids, pages, tags
 from ec2gw.one import documents, states
 from ec2gw.one.errors import ACTION, AUTHORIZATION, NO_EXISTS, OneError, to_ec2_error
 from ec2gw.protocol.errors import EC2Error, invalid_value, missing_parameter
+from ec2gw.protocol.serializer import Xml
 
 log = logging.getLogger("ec2gw.instances")
 
@@ -99,10 +100,13 @@ async def _requested_vms(
     return await asyncio.gather(vms_by_ids(ctx, wanted) if wanted else my_vms(ctx), zones_of(ctx))
 
 
-def _reservations(instances: list[dict[str, Any]], owner: str) -> list[dict[str, Any]]:
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for instance in instances:
-        grouped[instance["ReservationId"]].append(instance)
+def _reservations(
+    instances: Iterable[tuple[str, dict[str, Any] | Xml]], owner: str
+) -> list[dict[str, Any]]:
+    """Reservations of (reservation id, instance) pairs, in the order first seen."""
+    grouped: dict[str, list[dict[str, Any] | Xml]] = defaultdict(list)
+    for reservation_id, instance in instances:
+        grouped[reservation_id].append(instance)
     return [
         {"ReservationId": rid, "OwnerId": owner, "Groups": [], "Instances": members}
         for rid, members in grouped.items()
@@ -117,21 +121,25 @@ def _reservations(instances: list[dict[str, Any]], owner: str) -> list[dict[str,
 async def describe_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     vms, zones = await _requested_vms(ctx, params)
     finish_dry_run(params)
-    wanted = params.get("Filters")
-    if wanted:
-        # Tag filters first, on each VM's tags alone: only the VMs they keep are converted.
-        by_tag = [f for f in wanted if filters.is_tag_filter(f.get("Name") or "")]
-        others = [f for f in wanted if not filters.is_tag_filter(f.get("Name") or "")]
+    wanted = params.get("Filters") or []
+    # Tag filters first, on each VM's tags alone: only the VMs they keep are converted.
+    by_tag = [f for f in wanted if filters.is_tag_filter(f.get("Name") or "")]
+    others = [f for f in wanted if not filters.is_tag_filter(f.get("Name") or "")]
+    if by_tag:
         tagged = filters.compile_filters(by_tag, {}, lambda tags: tags)
+        vms = [vm for vm in vms if tagged(view.vm_tags(vm))]
+    if others:  # judged on the instances themselves
         keep = filters.compile_filters(others, view.INSTANCE_FILTERS, view.tags_of)
-        candidates = [vm for vm in vms if tagged(view.vm_tags(vm))] if by_tag else vms
-        converted = (view.to_instance(vm, zones) for vm in candidates)
+        converted = (view.to_instance(vm, zones) for vm in vms)
         instances = [instance for instance in converted if keep(instance)]
         chosen, token = pages.page(instances, params, minimum=5, maximum=1000)
+        pairs: Iterable[tuple[str, dict[str, Any] | Xml]] = (
+            (i["ReservationId"], i) for i in chosen
+        )
     else:  # one page of VMs is all that needs converting
         page_vms, token = pages.page(vms, params, minimum=5, maximum=1000)
-        chosen = [view.to_instance(vm, zones) for vm in page_vms]
-    return {"Reservations": _reservations(list(chosen), ctx.account_id), "NextToken": token}
+        pairs = [view.instance_xml(vm, zones) for vm in page_vms]
+    return {"Reservations": _reservations(pairs, ctx.account_id), "NextToken": token}
 
 
 # --- launching ---------------------------------------------------------------------------
@@ -335,8 +343,7 @@ async def run_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str
             raise idempotency.mismatch()
         finish_dry_run(params)
         zones = await zones_of(ctx)
-        instances = [view.to_instance(vm, zones) for vm in existing]
-        return _reservations(instances, ctx.account_id)[0]
+        return _reservations([view.instance_xml(vm, zones) for vm in existing], ctx.account_id)[0]
 
 
 async def _launch(ctx: RequestContext, params: dict[str, Any], token: str | None) -> dict:
@@ -434,8 +441,7 @@ async def _launch(ctx: RequestContext, params: dict[str, Any], token: str | None
         await _roll_back(ctx, created)
         raise
     vms = await vms_by_ids(ctx, [ids.INSTANCE.encode(i) for i in created])
-    instances = [view.to_instance(vm, zones) for vm in vms]
-    return _reservations(instances, ctx.account_id)[0]
+    return _reservations([view.instance_xml(vm, zones) for vm in vms], ctx.account_id)[0]
 
 
 # --- state changes -----------------------------------------------------------------------

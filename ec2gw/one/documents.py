@@ -28,7 +28,8 @@ def parse(document: str | bytes) -> Element:
 
 @lru_cache(maxsize=1024)
 def _text_of(path: str) -> etree.XPath:
-    return etree.XPath(f"string({path})")
+    # Plain str results: a "smart" string would keep the whole document alive.
+    return etree.XPath(f"string({path})", smart_strings=False)
 
 
 def text(element: Element, path: str, default: str = "") -> str:

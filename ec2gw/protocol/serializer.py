@@ -14,6 +14,10 @@ What clients need (shared/reference/ec2-clients.md §3.2, §4), all derived from
   other forms), blobs base64;
 * operations without an output shape answer `<return>true</return>` (libcloud checks it).
 
+A structure may also come already serialized (`structure_xml`, an `Xml`): its members are
+written as they are. DescribeInstances keeps each instance's members that way between
+requests (`instance_view.instance_xml`).
+
 Why not an lxml tree: building one costs ~1 µs per element in `SubElement` alone, so a
 DescribeInstances of 1000 instances (~64k elements) took ~90 ms; emitting text from
 per-shape tables built once takes about a third of that. Text is escaped exactly as lxml
@@ -60,12 +64,25 @@ class _Node:
 # (boto3 member name, node) of each member of a structure, in model order.
 _MemberTable = list[tuple[str, _Node]]
 _TABLES: dict[str, _MemberTable] = {}  # by shape name; only touched under _BUILDING
-_OUTPUTS: dict[str, _MemberTable] = {}  # by operation name; complete tables only
+_COMPLETE: dict[str, _MemberTable] = {}  # see _complete_table; complete tables only
 _BUILDING = threading.Lock()
 
 # Characters XML 1.0 cannot carry (control characters, lone surrogates, U+FFFE/U+FFFF).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _NEEDS_ESCAPE = re.compile("[&<>\r]|" + _NOT_XML.pattern)
+
+
+class Xml(str):
+    """The members of one structure, serialized by `structure_xml`: written verbatim."""
+
+    __slots__ = ()
+
+
+def structure_xml(shape: StructureShape, value: dict) -> Xml:
+    """The members of `value` (a `shape` structure) as they appear inside its element."""
+    out: list[str] = []
+    _write_members(out.append, _complete_table(shape.name, shape), value)
+    return Xml("".join(out))
 
 
 def serialize_response(op: OperationModel, result: dict | None, request_id: str) -> bytes:
@@ -80,7 +97,8 @@ def serialize_response(op: OperationModel, result: dict | None, request_id: str)
     else:
         if "Return" in shape.members and result.get("Return") is None:
             result = {**result, "Return": True}  # success is the answer to "did it work?"
-        _write_members(out.append, _output_table(op.name, shape), result, top_level=True)
+        table = _complete_table(f"{op.name}:output", shape)
+        _write_members(out.append, table, result, top_level=True)
     out.append(f"</{name}>")
     return "".join(out).encode("utf-8")
 
@@ -137,7 +155,10 @@ def _write(append: Callable[[str], None], node: _Node, value: Any) -> None:
         append(node.open + node.sub(value) + node.close)
     elif kind == _STRUCTURE:
         append(node.open)
-        _write_members(append, node.sub, value)
+        if type(value) is Xml:
+            append(value)
+        else:
+            _write_members(append, node.sub, value)
         append(node.close)
     elif not value:
         append(node.empty)
@@ -150,12 +171,13 @@ def _write(append: Callable[[str], None], node: _Node, value: Any) -> None:
         append(node.close)
 
 
-def _output_table(op_name: str, shape: StructureShape) -> _MemberTable:
-    """The member table of an operation's output, built completely before it is shared."""
-    table = _OUTPUTS.get(op_name)
+def _complete_table(key: str, shape: StructureShape) -> _MemberTable:
+    """The member table of a structure written from outside (an operation's output, a
+    `structure_xml`), built completely before it is shared."""
+    table = _COMPLETE.get(key)
     if table is None:
         with _BUILDING:
-            table = _OUTPUTS[op_name] = _member_table(shape)
+            table = _COMPLETE[key] = _member_table(shape)
     return table
 
 

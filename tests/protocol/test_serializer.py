@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from ec2gw.protocol.model import NAMESPACE, operation
-from ec2gw.protocol.serializer import serialize_error, serialize_response
+from ec2gw.protocol.serializer import Xml, serialize_error, serialize_response, structure_xml
 
 NS = {"ec2": NAMESPACE}
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -393,6 +393,16 @@ def test_error_exact_bytes() -> None:
         b"<Message>The request must contain the parameter X</Message></Error></Errors>"
         b"<RequestID>r</RequestID></Response>"
     )
+
+
+def test_a_structure_serialized_beforehand_is_written_as_it_is() -> None:
+    op = operation("DescribeInstances")
+    shape = op.output_shape.members["Reservations"].member.members["Instances"].member
+    instances = [instance(n) for n in range(3)]
+    as_dicts = serialize_response(op, {"Reservations": [reservation(instances)]}, "r")
+    as_xml = [structure_xml(shape, i) for i in instances]
+    assert all(type(x) is Xml for x in as_xml)
+    assert serialize_response(op, {"Reservations": [reservation(as_xml)]}, "r") == as_dicts
 
 
 # --- size (speed is measured in benchmarks/, never asserted here) ----------------------------
