@@ -207,7 +207,7 @@ async def _check(settings: Settings) -> list[tuple[bool, str]]:
                 )
             ]
         lines.append((True, f"OpenNebula {version} reachable at {one_settings.endpoint}"))
-        me = documents.parse(await one.call(session, "one.user.info", -1))
+        me = await one.call_document(session, "one.user.info", -1)
         driver = documents.text(me, "AUTH_DRIVER")
         groups = {g.text for g in me.iterfind("GROUPS/ID")}
         lines.append(
@@ -218,7 +218,7 @@ async def _check(settings: Settings) -> list[tuple[bool, str]]:
             )
         )
         lines.append(("0" in groups, f"server account in the oneadmin group: {'0' in groups}"))
-        zone = documents.parse(await one.call(session, "one.zone.info", settings.gateway.zone_id))
+        zone = await one.call_document(session, "one.zone.info", settings.gateway.zone_id)
         region = settings.gateway.region_name or slug(documents.text(zone, "NAME"))
         lines.append(
             (
@@ -227,20 +227,20 @@ async def _check(settings: Settings) -> list[tuple[bool, str]]:
                 f"{documents.text(zone, 'NAME')!r})",
             )
         )
-        clusters = documents.parse(await one.call(session, "one.clusterpool.info"))
+        clusters = await one.call_document(session, "one.clusterpool.info")
         names = [documents.text(c, "NAME") for c in clusters.iterfind("CLUSTER")]
         lines.append((bool(names), f"clusters (availability zones): {', '.join(names) or 'none'}"))
-        images = documents.parse(await one.call(session, "one.imagepool.info", -2, -1, -1))
+        images = await one.call_document(session, "one.imagepool.info", -2, -1, -1)
         amis = [
             documents.text(i, "NAME")
             for i in images.iterfind("IMAGE")
             if documents.text(i, "TYPE") == "0"
         ]
         lines.append((bool(amis), f"OS images (AMIs): {len(amis)}: {', '.join(amis[:10])}"))
-        vnets = documents.parse(await one.call(session, "one.vnpool.info", -2, -1, -1))
+        vnets = await one.call_document(session, "one.vnpool.info", -2, -1, -1)
         nets = [documents.text(v, "NAME") for v in vnets.iterfind("VNET")]
         lines.append((bool(nets), f"networks (subnets): {', '.join(nets) or 'none'}"))
-        templates = documents.parse(await one.call(session, "one.templatepool.info", -2, -1, -1))
+        templates = await one.call_document(session, "one.templatepool.info", -2, -1, -1)
         types = sorted(
             {
                 documents.text(t, "TEMPLATE/EC2_INSTANCE_TYPE")

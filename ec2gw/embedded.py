@@ -156,7 +156,7 @@ async def seed(cloud: EmbeddedCloud) -> AccessKey | None:
         cipher = KeyCipher(settings.auth.key_encryption_key or settings.opennebula.server_secret)
         key = await KeyStore(one, sessions, cipher).create(DEMO_USER)
         zone_id = settings.gateway.zone_id
-        zone = documents.parse(await one.call(admin, "one.zone.info", zone_id))
+        zone = await one.call_document(admin, "one.zone.info", zone_id)
         region = region_name(settings, zone_id, documents.text(zone, "NAME"))
     finally:
         await one.close()

@@ -33,7 +33,7 @@ class RequestContext:
 
     async def one_doc(self, method: str, *args: object) -> documents.Element:
         """Call OpenNebula as the caller and parse the XML document it returns."""
-        return documents.parse(await self.one(method, *args))
+        return await self.one_client.call_document(self.session, method, *args)
 
     async def infrastructure(self, method: str, *args: object) -> documents.Element:
         """Read infrastructure (host capacity) as the gateway's own account.
@@ -42,7 +42,7 @@ class RequestContext:
         hosts, yet RunInstances must know whether the capacity is there. Only aggregate
         capacity is derived from it; nothing of it reaches the client.
         """
-        return documents.parse(await self.one_client.call(self.infra_session, method, *args))
+        return await self.one_client.call_document(self.infra_session, method, *args)
 
     @property
     def uid(self) -> int:

@@ -8,18 +8,25 @@ the caller may see and do.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import xmlrpc.client
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from ec2gw.one import documents
 from ec2gw.one.errors import INTERNAL, OneError
 from ec2gw.one.http import HttpError, HttpPool
-from ec2gw.one.xmlrpc import decode_reply, encode_call
+from ec2gw.one.xmlrpc import decode_reply, decode_reply_in_thread, encode_call
 from ec2gw.protocol.errors import EC2Error, unavailable
 
 log = logging.getLogger("ec2gw.one")
+
+# Replies from this size on (pools of a few hundred VMs and more) are read in a worker
+# thread, off the event loop: reading 10,000 VMs takes most of a second of CPU.
+LARGE_REPLY_BYTES = 256 * 1024
 
 
 @dataclass
@@ -54,6 +61,21 @@ class OneClient:
         when OpenNebula cannot be reached, times out, or answers garbage. The session
         string is never logged.
         """
+        value, _ = await self._call(session, method, args, document=False)
+        return value
+
+    async def call_document(self, session: str, method: str, *args: object) -> documents.Element:
+        """`call` for the methods that answer an XML document (`*.info`): it, parsed.
+
+        A document that is not XML is an unreadable reply, like a reply that is not XML-RPC.
+        """
+        _, document = await self._call(session, method, args, document=True)
+        assert document is not None
+        return document
+
+    async def _call(
+        self, session: str, method: str, args: tuple[object, ...], *, document: bool
+    ) -> tuple[object, documents.Element | None]:
         body = encode_call(method, (session, *args))
         started = time.perf_counter()
         ok = False
@@ -63,7 +85,10 @@ class OneClient:
                 log.warning("OpenNebula %s answered HTTP %s", method, reply.status)
                 raise unavailable()
             try:
-                result = decode_reply(reply.body)
+                if len(reply.body) >= LARGE_REPLY_BYTES:
+                    result, parsed = await asyncio.to_thread(_read, reply.body, document, True)
+                else:
+                    result, parsed = _read(reply.body, document, False)
             except xmlrpc.client.Fault as fault:
                 log.error("OpenNebula fault on %s: %s", method, fault.faultString)
                 raise EC2Error("InternalError", "An internal error has occurred") from None
@@ -77,10 +102,17 @@ class OneClient:
                 obj = int(result[3]) if len(result) > 3 else -1
                 raise OneError(method, code, str(result[1]), obj)
             ok = True
-            return result[1]
+            return result[1], parsed
         except HttpError as exc:
             log.warning("OpenNebula unreachable on %s: %s", method, exc)
             raise unavailable() from None
         finally:
             if self._stats.observe:
                 self._stats.observe(method, time.perf_counter() - started, ok)
+
+
+def _read(body: bytes, document: bool, in_thread: bool) -> tuple[Any, documents.Element | None]:
+    """The decoded reply, and the document it carries when one is wanted and it succeeded."""
+    result = (decode_reply_in_thread if in_thread else decode_reply)(body)
+    succeeded = isinstance(result, list) and len(result) > 1 and result[0] is True
+    return result, documents.parse(result[1]) if document and succeeded else None
