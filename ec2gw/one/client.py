@@ -8,7 +8,6 @@ the caller may see and do.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import xmlrpc.client
@@ -19,14 +18,10 @@ from typing import Any
 from ec2gw.one import documents
 from ec2gw.one.errors import INTERNAL, OneError
 from ec2gw.one.http import HttpError, HttpPool
-from ec2gw.one.xmlrpc import decode_reply, decode_reply_in_thread, encode_call
+from ec2gw.one.xmlrpc import decode_reply, encode_call
 from ec2gw.protocol.errors import EC2Error, unavailable
 
 log = logging.getLogger("ec2gw.one")
-
-# Replies from this size on (pools of a few hundred VMs and more) are read in a worker
-# thread, off the event loop: reading 10,000 VMs takes most of a second of CPU.
-LARGE_REPLY_BYTES = 256 * 1024
 
 
 @dataclass
@@ -85,10 +80,7 @@ class OneClient:
                 log.warning("OpenNebula %s answered HTTP %s", method, reply.status)
                 raise unavailable()
             try:
-                if len(reply.body) >= LARGE_REPLY_BYTES:
-                    result, parsed = await asyncio.to_thread(_read, reply.body, document, True)
-                else:
-                    result, parsed = _read(reply.body, document, False)
+                result, parsed = _read(reply.body, document)
             except xmlrpc.client.Fault as fault:
                 log.error("OpenNebula fault on %s: %s", method, fault.faultString)
                 raise EC2Error("InternalError", "An internal error has occurred") from None
@@ -111,8 +103,11 @@ class OneClient:
                 self._stats.observe(method, time.perf_counter() - started, ok)
 
 
-def _read(body: bytes, document: bool, in_thread: bool) -> tuple[Any, documents.Element | None]:
+def _read(body: bytes, document: bool) -> tuple[Any, documents.Element | None]:
     """The decoded reply, and the document it carries when one is wanted and it succeeded."""
-    result = (decode_reply_in_thread if in_thread else decode_reply)(body)
-    succeeded = isinstance(result, list) and len(result) > 1 and result[0] is True
-    return result, documents.parse(result[1]) if document and succeeded else None
+    result = decode_reply(body)
+    return result, documents.parse(result[1]) if document and _succeeded(result) else None
+
+
+def _succeeded(result: Any) -> bool:
+    return isinstance(result, list) and len(result) > 1 and result[0] is True

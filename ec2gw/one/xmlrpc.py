@@ -6,10 +6,6 @@ two of them to a Python callback each time; here expat collects the whole string
 own buffer first (`buffer_text`), and the standard library's `Unmarshaller` builds the
 values from it. About a third faster than decoding the reply with lxml, and the values
 are exactly `loads`' (`use_builtin_types=True`).
-
-Large replies (pools) are read by `decode_reply_in_thread` instead, in a worker thread:
-libxml2 releases the GIL while it parses, expat does not, so the event loop keeps serving
-other requests meanwhile.
 """
 
 from __future__ import annotations
@@ -18,13 +14,8 @@ import xmlrpc.client
 from typing import Any
 from xml.parsers import expat
 
-from lxml import etree
-
 MIN_TEXT_BUFFER = 64 * 1024
 MAX_TEXT_BUFFER = 1 << 30  # expat's limit is an int; a longer string comes in pieces
-# What the Unmarshaller raises for values it cannot read (an <int> that is not a number, ...).
-_UNREADABLE = (xmlrpc.client.ResponseError, ValueError, TypeError)
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
 
 
 class ReplyError(ValueError):
@@ -54,49 +45,11 @@ def decode_reply(body: bytes) -> Any:
     parser.CharacterDataHandler = unmarshaller.data
     try:
         parser.Parse(body, True)
-    except (expat.ExpatError, *_UNREADABLE) as err:
-        raise ReplyError(str(err) or type(err).__name__) from None
-    if root != ["methodResponse"]:
-        raise ReplyError("not a methodResponse")
-    return _value(unmarshaller)
-
-
-def decode_reply_in_thread(body: bytes) -> Any:
-    """`decode_reply` by lxml, for a worker thread: the same values, the same errors."""
-    try:
-        root = etree.fromstring(body, _PARSER)
-    except (etree.XMLSyntaxError, ValueError) as err:
-        raise ReplyError(str(err) or type(err).__name__) from None
-    if root.tag != "methodResponse":
-        raise ReplyError("not a methodResponse")
-    unmarshaller = xmlrpc.client.Unmarshaller(use_builtin_types=True)
-    unmarshaller.xml(None, None)
-    try:
-        _feed(unmarshaller, root)
-    except _UNREADABLE as err:
-        raise ReplyError(str(err) or type(err).__name__) from None
-    return _value(unmarshaller)
-
-
-def _feed(unmarshaller: xmlrpc.client.Unmarshaller, element: etree._Element) -> None:
-    """The events a streaming parser would have given for `element`, in document order."""
-    unmarshaller.start(element.tag, dict(element.attrib))
-    if element.text:
-        unmarshaller.data(element.text)
-    for child in element.iterchildren(etree.Element):
-        _feed(unmarshaller, child)
-        if child.tail:
-            unmarshaller.data(child.tail)
-    unmarshaller.end(element.tag)
-
-
-def _value(unmarshaller: xmlrpc.client.Unmarshaller) -> Any:
-    try:
         values = unmarshaller.close()
     except xmlrpc.client.Fault:
         raise
-    except _UNREADABLE as err:
+    except (expat.ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError) as err:
         raise ReplyError(str(err) or type(err).__name__) from None
-    if len(values) != 1:
+    if root != ["methodResponse"] or len(values) != 1:
         raise ReplyError("not a methodResponse with one value")
     return values[0]
