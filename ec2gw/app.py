@@ -28,7 +28,7 @@ from ec2gw.auth.keys import AccessKey, KeyCipher, KeyStore
 from ec2gw.auth.verify import Caller, IncomingRequest, verify
 from ec2gw.config import Settings, load_settings
 from ec2gw.ec2.ids import account_id
-from ec2gw.observability import Metrics, configure_logging
+from ec2gw.observability import Metrics, configure_logging, log_request
 from ec2gw.one.client import CallStats, OneClient
 from ec2gw.one.errors import OneError, to_ec2_error
 from ec2gw.one.sessions import ServerCipherSessions
@@ -236,16 +236,7 @@ async def handle(gateway: Gateway, scope: Scope, receive: Receive) -> Answer:
     # Only names EC2 knows become metric labels: client input must not grow the series.
     known = action if model.operation(action) is not None else "-"
     gateway.metrics.observe_request(known, answer.status, error, seconds)
-    if log.isEnabledFor(logging.INFO):
-        fields = {
-            "request_id": request_id,
-            "access_key": access_key,
-            "action": known,
-            "status": answer.status,
-            "error": error or "-",
-            "latency_ms": round(seconds * 1000, 1),
-        }
-        log.info(" ".join(f"{k}={v}" for k, v in fields.items()), extra=fields)
+    log_request(log, request_id, access_key, known, answer.status, error, seconds)
     return answer
 
 
