@@ -28,7 +28,7 @@ from ec2gw.auth.keys import AccessKey, KeyCipher, KeyStore
 from ec2gw.auth.verify import Caller, IncomingRequest, verify
 from ec2gw.config import Settings, load_settings
 from ec2gw.ec2.ids import account_id
-from ec2gw.observability import Metrics, configure_logging, log_request
+from ec2gw.observability import REQUEST_LOGGER, Metrics, configure_logging, log_request
 from ec2gw.one.client import CallStats, OneClient
 from ec2gw.one.errors import OneError, to_ec2_error
 from ec2gw.one.sessions import ServerCipherSessions
@@ -38,7 +38,7 @@ from ec2gw.protocol.parser import parse_params
 from ec2gw.protocol.serializer import serialize_error, serialize_response
 from ec2gw.throttle import Throttle
 
-log = logging.getLogger("ec2gw.request")
+log = logging.getLogger(REQUEST_LOGGER)
 
 XML_CONTENT_TYPE = "text/xml;charset=UTF-8"
 XML_CONTENT_TYPE_BYTES = XML_CONTENT_TYPE.encode()

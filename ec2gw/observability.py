@@ -4,9 +4,9 @@ Log lines carry the request id returned to the client, the access key id (never 
 signature or session), the action, the status and the latency. `log_json` turns each line
 into one JSON object.
 
-Lines are written in batches (`BufferedStreamHandler`): a write system call per request
-line cost more than making the line. Every line is written within `FLUSH_SECONDS`, at once
-from WARNING up, and at exit, SIGTERM included.
+Request lines are written in batches (`BufferedStreamHandler`): a write system call per
+line cost more than making the line. Each is written within `FLUSH_SECONDS`, at the latest
+with the next line of any other kind (those are written at once), and at exit.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+REQUEST_LOGGER = "ec2gw.request"
 REQUEST_FIELDS = ("request_id", "access_key", "action", "status", "error", "latency_ms")
 # Formatted by the handler only if a handler takes the line (logging's lazy `%` arguments).
 REQUEST_MESSAGE = " ".join(f"{field}=%s" for field in REQUEST_FIELDS)
@@ -125,9 +126,10 @@ os.register_at_fork(before=_flush_all)
 class BufferedStreamHandler(logging.StreamHandler):
     """A `StreamHandler` that writes its lines in batches, like nginx's `access_log
     ... buffer= flush=`: a line waits at most `flush_seconds` (a thread wakes up to write
-    it, and only when there is something to write), a batch of `flush_bytes` is written at
-    once, and so is every record at `flush_level` or above, after the lines before it.
-    `flush()` and `close()` write what is left: `logging.shutdown` calls them at exit.
+    it, and only when there is something to write), and a batch of `flush_bytes` is
+    written at once. Records at `flush_level` or above, and those of loggers other than
+    `buffered` (all are buffered if None), are written at once after the lines before
+    them. `flush()` and `close()` write what is left: `logging.shutdown` calls them at exit.
     """
 
     def __init__(
@@ -137,11 +139,13 @@ class BufferedStreamHandler(logging.StreamHandler):
         flush_seconds: float = FLUSH_SECONDS,
         flush_bytes: int = FLUSH_BYTES,
         flush_level: int = logging.WARNING,
+        buffered: frozenset[str] | None = None,
     ) -> None:
         super().__init__(stream)
         self.flush_seconds = flush_seconds
         self.flush_bytes = flush_bytes
         self.flush_level = flush_level
+        self.buffered = buffered
         self._lines: list[str] = []
         self._size = 0
         self._pending = threading.Event()
@@ -159,7 +163,12 @@ class BufferedStreamHandler(logging.StreamHandler):
             return
         self._lines.append(line)
         self._size += len(line)
-        if record.levelno >= self.flush_level or self._size >= self.flush_bytes or self._closed:
+        if (
+            record.levelno >= self.flush_level
+            or self._size >= self.flush_bytes
+            or self._closed
+            or (self.buffered is not None and record.name not in self.buffered)
+        ):
             self.flush()
         elif len(self._lines) == 1:
             self._wake_flusher()
@@ -214,9 +223,10 @@ def _flush_and_die(signum: int, frame: object) -> None:
 
 def _flush_on_termination() -> None:
     """SIGTERM's and SIGHUP's default action ends the process without running `atexit`,
-    so without `logging.shutdown` writing the buffer. uvicorn, on SIGTERM, shuts down,
-    logs its last lines, puts the previous handler back and raises the signal again: that
-    handler must write them. Only signals left at their default are taken."""
+    so without `logging.shutdown` writing the buffer: write it first. Only signals left at
+    their default are taken. (uvicorn, on SIGTERM, shuts down, logs its last lines, puts
+    back the handler it found and raises the signal again. Its lines are written at once,
+    and so are the request lines before them; this covers the other cases.)"""
     if threading.current_thread() is not threading.main_thread():
         return  # only the main thread may set handlers
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -227,7 +237,9 @@ def _flush_on_termination() -> None:
 def configure_logging(
     json_lines: bool, level: int = logging.INFO, *, flush_seconds: float = FLUSH_SECONDS
 ) -> None:
-    handler = BufferedStreamHandler(sys.stderr, flush_seconds=flush_seconds)
+    handler = BufferedStreamHandler(
+        sys.stderr, flush_seconds=flush_seconds, buffered=frozenset([REQUEST_LOGGER])
+    )
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root = logging.getLogger()
     for old in root.handlers:

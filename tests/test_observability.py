@@ -137,6 +137,21 @@ def test_a_warning_is_written_at_once_after_the_lines_before_it(logger):
     assert [line.split()[-1] for line in stream.getvalue().splitlines()] == ["before", "trouble"]
 
 
+def test_only_the_request_lines_wait(logger):
+    log, stream, handler = logger
+    handler.flush_seconds = 60
+    handler.buffered = frozenset([log.name])
+    log.info("request line")
+    assert stream.getvalue() == ""
+    logging.getLogger("test.other").addHandler(handler)
+    try:
+        logging.getLogger("test.other").error("server line")  # e.g. uvicorn's
+    finally:
+        logging.getLogger("test.other").removeHandler(handler)
+    words = [line.split(maxsplit=3)[-1] for line in stream.getvalue().splitlines()]
+    assert words == ["test.observability request line", "test.other server line"]
+
+
 def test_a_full_buffer_is_written_at_once(logger):
     log, stream, handler = logger
     handler.flush_seconds = 60
@@ -171,9 +186,9 @@ def test_configuring_again_writes_the_lines_of_the_handler_it_replaces():
         "import logging, os\n"
         "from ec2gw.observability import configure_logging\n"
         "configure_logging(json_lines=False, flush_seconds=600)\n"
-        "logging.getLogger('x').info('under the first')\n"
+        "logging.getLogger('ec2gw.request').info('under the first')\n"
         "configure_logging(json_lines=False, flush_seconds=600)\n"
-        "logging.getLogger('x').info('under the second')\n"
+        "logging.getLogger('ec2gw.request').info('under the second')\n"
         "os._exit(0)  # no flush at exit: only what was written already\n"
     )
     assert "under the first" in done.stderr and "under the second" not in done.stderr
@@ -184,9 +199,9 @@ def test_a_forked_child_does_not_write_the_parents_lines_again():
         "import logging, os\n"
         "from ec2gw.observability import configure_logging\n"
         "configure_logging(json_lines=False, flush_seconds=600)\n"
-        "logging.getLogger('x').info('parent line')\n"
+        "logging.getLogger('ec2gw.request').info('parent line')\n"
         "pid = os.fork()\n"
-        "logging.getLogger('x').info('child line' if pid == 0 else 'parent again')\n"
+        "logging.getLogger('ec2gw.request').info('child line' if pid == 0 else 'parent again')\n"
         "if pid:\n"
         "    os.waitpid(pid, 0)\n"
     )
@@ -194,15 +209,17 @@ def test_a_forked_child_does_not_write_the_parents_lines_again():
     assert done.stderr.count("child line") == 1 and done.stderr.count("parent again") == 1
 
 
-def test_the_server_writes_request_lines_promptly_and_the_rest_at_exit(tmp_path: Path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_server_writes_request_lines_promptly_and_all_at_exit(tmp_path: Path, workers):
     """`ec2gw serve`: one request, then no traffic; its line arrives well within a
-    second, and the shutdown lines logged just before the process exits are written."""
+    second. Then a request and at once SIGTERM: its line and the shutdown lines logged just
+    before each process exits are written."""
     port = free_port()
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     server = subprocess.Popen(
         [sys.executable, "-m", "ec2gw.cli", "serve", "--port", str(port)]
-        + ["--data-dir", str(data_dir)],
+        + ["--data-dir", str(data_dir), "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -212,7 +229,7 @@ def test_the_server_writes_request_lines_promptly_and_the_rest_at_exit(tmp_path:
     reader = threading.Thread(target=lambda: output.extend(server.stderr), daemon=True)
     reader.start()
     try:
-        wait_for(lambda: "Uvicorn running" in "".join(output), 60)
+        wait_for(lambda: "".join(output).count("Application startup complete") == workers, 60)
         credentials = configparser.ConfigParser()
         credentials.read(data_dir / "credentials")
         client = boto3.client(
@@ -222,12 +239,15 @@ def test_the_server_writes_request_lines_promptly_and_the_rest_at_exit(tmp_path:
             aws_access_key_id=credentials[PROFILE]["aws_access_key_id"],
             aws_secret_access_key=credentials[PROFILE]["aws_secret_access_key"],
         )
-        request_id = client.describe_regions()["ResponseMetadata"]["RequestId"]
-        assert wait_for(lambda: f"request_id={request_id}" in "".join(output)) < 1.0
+        first = client.describe_regions()["ResponseMetadata"]["RequestId"]
+        assert wait_for(lambda: f"request_id={first}" in "".join(output)) < 1.0
+        last = client.describe_regions()["ResponseMetadata"]["RequestId"]
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
         reader.join(timeout=10)
-        assert "Finished server process" in "".join(output)
+        text = "".join(output)
+        assert f"request_id={last}" in text
+        assert text.count("Finished server process") == workers
     finally:
         if server.poll() is None:
             server.kill()
@@ -240,10 +260,10 @@ def test_lines_are_written_when_a_signal_ends_the_process(signum):
         "import logging, os, signal, time\n"
         "from ec2gw.observability import configure_logging\n"
         "configure_logging(json_lines=False, flush_seconds=600)\n"
-        "logging.getLogger('x').info('last words')\n"
+        "logging.getLogger('ec2gw.request').info('last words')\n"
         f"os.kill(os.getpid(), {int(signum)})\n"
         "time.sleep(5)\n"
-        "logging.getLogger('x').info('never')\n"
+        "logging.getLogger('ec2gw.request').info('never')\n"
     )
     assert done.returncode == -signum  # still the signal's default end
     assert "last words" in done.stderr and "never" not in done.stderr
