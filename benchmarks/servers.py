@@ -131,7 +131,8 @@ def start_sim(data_dir: Path, logs: Path) -> Server:
 def start_gateway(
     sim: Server, logs: Path, *, workers: int = 1, profile_dir: Path | None = None
 ) -> Server:
-    """The gateway as `uvicorn benchmarks.gateway_app:create --factory --workers N`."""
+    """The gateway as `uvicorn benchmarks.gateway_app:create --factory`; with N workers
+    started as `ec2gw serve --workers N` starts them (`ec2gw.workers`: a socket each)."""
     port = free_port()
     env = {
         "EC2GW_OPENNEBULA_ENDPOINT": sim.url + "/RPC2",
@@ -146,12 +147,33 @@ def start_gateway(
         name += "-profiled"
     argv = [
         PYTHON, "-m", "uvicorn", "benchmarks.gateway_app:create", "--factory",
-        "--host", HOST, "--port", str(port), "--workers", str(workers),
-        "--log-level", "warning", "--no-access-log",
+        "--host", HOST, "--port", str(port), "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
+    if workers > 1:
+        argv = [
+            PYTHON, "-c", "import sys; from ec2gw import workers; workers.serve("
+            "'benchmarks.gateway_app:create', int(sys.argv[1]), host=sys.argv[2], "
+            "port=int(sys.argv[3]), log_level='warning', access_log=False)",
+            str(workers), HOST, str(port),
+        ]  # fmt: skip
     server = _spawn(name, argv, env, logs, port)
     server.wait_ready("/healthz")
+    _wait_listening(port, workers)  # every worker, not the first only, takes connections
     return server
+
+
+def _wait_listening(port: int, sockets: int, timeout: float = 60.0) -> None:
+    """Until `sockets` sockets listen on `port` (/proc/net/tcp, state 0A; Linux)."""
+    table = Path("/proc/net/tcp")
+    if sockets < 2 or not table.exists():
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [row.split() for row in table.read_text().splitlines()[1:]]
+        if sum(r[1].endswith(f":{port:04X}") and r[3] == "0A" for r in rows) >= sockets:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"fewer than {sockets} sockets listen on port {port}")
 
 
 def start_moto(logs: Path, amis_file: Path) -> Server:

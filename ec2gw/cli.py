@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def _aws_command() -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ec2gw import embedded
+    from ec2gw import embedded, workers
     from ec2gw.app import create_app
 
     settings = _settings(args)
@@ -77,24 +78,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "access_log": False,
         "proxy_headers": False,
     }
+    # uvicorn, once it has shut down on SIGTERM, raises the signal again to end the process
+    # as the signal would: turned into an exception here, it lets the embedded OpenNebula
+    # stop (and its endpoint file go) before the process ends that way.
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    terminated = False
     try:
         if settings.gateway.workers > 1:
             # Worker processes build their app from the environment: these very settings,
             # the embedded OpenNebula's endpoint included (it keeps running in this process).
             os.environ.update(environment(settings))
-            uvicorn.run(
-                "ec2gw.app:create_from_environment",
-                factory=True,
-                workers=settings.gateway.workers,
-                **server_options,
+            workers.serve(
+                "ec2gw.app:create_from_environment", settings.gateway.workers, **server_options
             )
         else:
             uvicorn.run(create_app(settings), **server_options)
+    except _Terminated:
+        terminated = True
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if cloud is not None:
             (_data_dir(settings) / "endpoint").unlink(missing_ok=True)
             cloud.sim.stop()
+    if terminated:
+        signal.raise_signal(signal.SIGTERM)
     return 0
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived (see `cmd_serve`)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

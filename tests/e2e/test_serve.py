@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -118,6 +119,12 @@ def test_serve_prints_a_working_aws_command(tmp_path):
         missing = _ec2gw("keys", "create", "nobody", env=keys_env)
         assert missing.returncode == 1 and "no such OpenNebula user" in missing.stderr
         credentials = (data_dir / "credentials").read_text()
+        assert (data_dir / "endpoint").exists()
+
+    # Stopped by SIGTERM (`_serving`): the process ends as the signal would, once its
+    # embedded OpenNebula has stopped and the endpoint file it advertised is gone.
+    assert server.returncode == -signal.SIGTERM
+    assert not (data_dir / "endpoint").exists()
 
     # A second start finds its state and seeds nothing again.
     with _serving(port, data_dir, env):
@@ -145,6 +152,14 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _listening_sockets(port: int) -> int:
+    """How many TCP sockets listen on `port` (/proc/net/tcp: state 0A is LISTEN)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(
+        1 for row in rows if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "0A"
+    )
+
+
 def test_serve_with_workers_spreads_requests_over_processes(tmp_path):
     import configparser
 
@@ -156,6 +171,12 @@ def test_serve_with_workers_spreads_requests_over_processes(tmp_path):
     with _serving(port, data_dir, env, "--workers", "2") as server:
         _wait_healthy(port, time.monotonic() + 60)
         assert len(_children(server.pid)) >= 2
+        # A socket per worker (SO_REUSEPORT), not one shared: the kernel deals new
+        # connections out evenly instead of to whichever worker wakes first.
+        deadline = time.monotonic() + 30
+        while _listening_sockets(port) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _listening_sockets(port) == 2
         credentials = configparser.ConfigParser()
         credentials.read(data_dir / "credentials")
         profile = credentials["ec2gw"]
