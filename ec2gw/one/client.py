@@ -13,7 +13,6 @@ import time
 import xmlrpc.client
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ec2gw.one import documents
 from ec2gw.one.errors import INTERNAL, OneError
@@ -80,19 +79,24 @@ class OneClient:
                 log.warning("OpenNebula %s answered HTTP %s", method, reply.status)
                 raise unavailable()
             try:
-                result, parsed = _read(reply.body, document)
+                result = decode_reply(reply.body)
             except xmlrpc.client.Fault as fault:
                 log.error("OpenNebula fault on %s: %s", method, fault.faultString)
                 raise EC2Error("InternalError", "An internal error has occurred") from None
             except Exception:
-                log.error("OpenNebula %s answered an unreadable reply", method)
-                raise unavailable() from None
+                raise _unreadable(method) from None
             if not isinstance(result, list) or not result:
                 raise unavailable()
             if result[0] is not True:
                 code = int(result[2]) if len(result) > 2 else INTERNAL
                 obj = int(result[3]) if len(result) > 3 else -1
                 raise OneError(method, code, str(result[1]), obj)
+            parsed = None
+            if document:
+                try:
+                    parsed = documents.parse(result[1])
+                except Exception:
+                    raise _unreadable(method) from None
             ok = True
             return result[1], parsed
         except HttpError as exc:
@@ -103,11 +107,6 @@ class OneClient:
                 self._stats.observe(method, time.perf_counter() - started, ok)
 
 
-def _read(body: bytes, document: bool) -> tuple[Any, documents.Element | None]:
-    """The decoded reply, and the document it carries when one is wanted and it succeeded."""
-    result = decode_reply(body)
-    return result, documents.parse(result[1]) if document and _succeeded(result) else None
-
-
-def _succeeded(result: Any) -> bool:
-    return isinstance(result, list) and len(result) > 1 and result[0] is True
+def _unreadable(method: str) -> EC2Error:
+    log.error("OpenNebula %s answered an unreadable reply", method)
+    return unavailable()
