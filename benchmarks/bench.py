@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -15,13 +16,13 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from benchmarks import report, servers
+from benchmarks import paired, report, servers
 from benchmarks.loadgen import Measurement, cycle_measurement, run_cycles, run_wrk, send
 from benchmarks.seed import INSTANCE_ID, Peer, ec2gw_peer, load, moto_amis_file, moto_peer
 from benchmarks.signing import HttpRequest, Target, xmlrpc_request
@@ -39,6 +40,13 @@ READS = (
     "DescribeInstances page of 100",
 )
 POOL = 64  # pre-signed copies of a read request, replayed round robin
+BARE = "bare ASGI (fixed body)"
+RAW_CALLS = {  # the XML-RPC call behind a DescribeInstances, and its arguments
+    "DescribeInstances all": ("one.vmpool.infoextended", lambda one_id: (-3, -1, -1, -1)),
+    "DescribeInstances one id": ("one.vmpool.infoset", lambda one_id: (str(one_id), True)),
+}
+PAIR_MIN_SECONDS = 2  # the shortest side of a paired round (wrk counts whole seconds)
+WARM_UP_SECONDS = 1  # wrk, same shape, before each side of a paired round; not kept
 
 
 @dataclass
@@ -54,6 +62,8 @@ class Options:
     output: Path
     keep: bool
     load_budget: float
+    pair_rounds: int = 5
+    pair_requests: int = 30
 
 
 def read_params(scenario: str, peer: Peer) -> tuple[str, dict[str, str]]:
@@ -125,6 +135,30 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def settle(watch: dict[str, servers.Server], timeout: float = 5.0) -> None:
+    """Until the watched servers are idle (under a fiftieth of a core over 0.1 s), so that
+    requests still in flight when wrk stopped are not counted in the next measurement."""
+    deadline = time.monotonic() + timeout
+    before = sum(server.cpu_seconds() for server in watch.values())
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = sum(server.cpu_seconds() for server in watch.values())
+        if now - before < 0.02:
+            return
+        before = now
+
+
+@dataclass
+class Side:
+    """One side of a paired comparison: what is replayed, and whose CPU is counted."""
+
+    scenario: str
+    target: str
+    size: int | None
+    pool: list[HttpRequest]
+    watch: dict[str, servers.Server]
+
+
 _METRIC = re.compile(
     r'^(ec2gw_opennebula_call_seconds_(?:count|sum))\{method="([^"]+)",ok="(\w+)"\} (\S+)$'
 )
@@ -158,6 +192,7 @@ class Bench:
         self.work = work
         self.logs = work / "logs"
         self.results: list[Measurement] = []
+        self.paired: list[dict[str, Any]] = []
         self.profiles: dict[str, Any] = {}
         self.loading: dict[str, dict[str, float]] = {}
         self.started: list[servers.Server] = []
@@ -193,23 +228,43 @@ class Bench:
 
     def record(self, m: Measurement) -> Measurement:
         self.results.append(m)
+        self.show(m)
+        return m
+
+    def show(self, m: Measurement, tag: str = "") -> None:
         self.log(
-            f"  {m.scenario:<34} {m.target:<14} N={m.size!s:<6} c={m.connections:<3} "
+            f"  {tag}{m.scenario:<34} {m.target:<14} N={m.size!s:<6} c={m.connections:<3} "
             f"{m.rps:>9.1f}/s p50 {m.p50_ms:>8.2f} ms p99 {m.p99_ms:>8.2f} ms "
             f"n={m.requests} err={m.errors}"
         )
-        return m
+
+    def single(self, scenario: str, target: str, size: int | None) -> Measurement | None:
+        """The (single, loaded) measurement of a scenario recorded in this run."""
+        return next(
+            (
+                m
+                for m in self.results
+                if (m.scenario, m.target, m.size) == (scenario, target, size)
+                and not m.notes.get("probe_only")
+            ),
+            None,
+        )
 
     # --- scenarios --------------------------------------------------------------------
 
-    def bare_ceiling(self) -> None:
-        request = Target("bare", self.bare.url, "x", "x", "x").sign("DescribeRegions")
-        shaped = shape(probe(request), self.opts)
-        self.wrk(
-            "bare ASGI (fixed body)", "bare-asgi", None, [request], shaped, {"bare": self.bare}
-        )
+    def bare_request(self) -> HttpRequest:
+        return Target("bare", self.bare.url, "x", "x", "x").sign("DescribeRegions")
 
-    def wrk(
+    def bare_ceiling(self) -> None:
+        request = self.bare_request()
+        shaped = shape(probe(request), self.opts)
+        self.wrk(BARE, "bare-asgi", None, [request], shaped, {"bare": self.bare})
+
+    def wrk(self, *args: Any, **kwargs: Any) -> Measurement:
+        """`measure`, recorded in the results."""
+        return self.record(self.measure(*args, **kwargs))
+
+    def measure(
         self, scenario: str, target: str, size: int | None, pool: list[HttpRequest],
         shaped: Shape, watch: dict[str, servers.Server], gateway: servers.Server | None = None,
     ) -> Measurement:  # fmt: skip
@@ -232,7 +287,7 @@ class Bench:
             m.notes["other_cores_busy"] = round(others / (time.monotonic() - started), 2)
         if gateway:
             m.notes.update(one_call_notes(before, one_calls(gateway), m.requests))
-        return self.record(m)
+        return m
 
     def reads(self, size: int) -> dict[str, tuple[int, float]]:
         shapes: dict[str, Shape] = {}
@@ -252,21 +307,74 @@ class Bench:
                 self.wrk(scenario, name, size, pools[name], shaped, watch, gateway)
         return shapes
 
+    def raw_call(self, scenario: str) -> tuple[str, HttpRequest]:
+        """The XML-RPC call behind a DescribeInstances scenario, straight to OpenNebula: the
+        name of its measurement, and the request."""
+        method, args = RAW_CALLS[scenario]
+        one_id = ids.INSTANCE.decode(self.ec2gw.first_batch[0])
+        request = xmlrpc_request(self.sim.url + "/RPC2", method, self.bench_session, *args(one_id))
+        return f"{scenario} [raw {method}]", request
+
     def raw_opennebula(self, size: int, shapes: dict[str, Shape]) -> None:
         """The XML-RPC calls behind DescribeInstances, sent straight to OpenNebula."""
-        url = self.sim.url + "/RPC2"
-        one_id = ids.INSTANCE.decode(self.ec2gw.first_batch[0])
-        calls = {
-            "DescribeInstances all": ("one.vmpool.infoextended", (-3, -1, -1, -1)),
-            "DescribeInstances one id": ("one.vmpool.infoset", (str(one_id), True)),
-        }
-        for scenario, (method, args) in calls.items():
-            request = xmlrpc_request(url, method, self.bench_session, *args)
+        for scenario in RAW_CALLS:
+            name, request = self.raw_call(scenario)
             probe(request, tries=1)
             self.wrk(
-                f"{scenario} [raw {method}]", "opennebula", size, [request], shapes[scenario],
-                {"opennebula": self.sim},
-            )  # fmt: skip
+                name, "opennebula", size, [request], shapes[scenario], {"opennebula": self.sim}
+            )
+
+    def pairs(self, size: int, shapes: dict[str, Shape]) -> None:
+        """The two targets that compare separate runs, in paired, alternating rounds
+        (benchmarks.paired): DescribeInstances all against the raw XML-RPC call (p50), and
+        DescribeRegions against the bare ASGI app (throughput)."""
+        if self.opts.pair_rounds < 1:
+            return
+        listing, regions = "DescribeInstances all", "DescribeRegions"
+        raw_name, raw = self.raw_call(listing)
+        versus = {
+            listing: Side(raw_name, "opennebula", size, [raw], {"opennebula": self.sim}),
+            regions: Side(BARE, "bare-asgi", None, [self.bare_request()], {"bare": self.bare}),
+        }
+        for scenario, metric in ((listing, "p50_ms"), (regions, "rps")):
+            pool = self.ec2gw.main.pool(*read_params(scenario, self.ec2gw), POOL)
+            gateway = Side(scenario, "ec2gw", size, pool, self.ec2gw_side)
+            found = self.pair(gateway, versus[scenario], metric, shapes[scenario])
+            if found is not None:
+                self.paired.append(found)
+
+    def pair(self, a: Side, b: Side, metric: str, shaped: Shape) -> dict[str, Any] | None:
+        """K rounds of a short run of each side, A B then B A, in the shape (connections) of
+        their single measurements, each after a warm-up; long enough for the slower side to
+        answer about `pair_requests` times (judged by the single measurements)."""
+        singles = [self.single(side.scenario, side.target, side.size) for side in (a, b)]
+        if None in singles:
+            self.log(f"  no paired rounds for {a.scenario} / {b.scenario}: not loaded alone")
+            return None
+        slowest = min(m.rps for m in singles if m)
+        seconds = math.ceil(self.opts.pair_requests / slowest) if slowest else self.opts.seconds
+        seconds = min(max(PAIR_MIN_SECONDS, seconds), math.ceil(self.opts.max_seconds))
+        run, warm = replace(shaped, seconds=seconds), replace(shaped, seconds=WARM_UP_SECONDS)
+        both = {**a.watch, **b.watch}
+        rounds = []
+        for number, order in enumerate(paired.orders(self.opts.pair_rounds), 1):
+            rows = {}
+            for key in order:
+                side = a if key == paired.A else b
+                for shaped_as in (warm, run):
+                    m = self.measure(
+                        side.scenario, side.target, side.size, side.pool, shaped_as, side.watch
+                    )
+                    settle(both)
+                self.show(m, f"pair {number}{key} ")
+                rows[key] = m.row()
+            rounds.append(paired.round_result(order, rows[paired.A], rows[paired.B], metric))
+        found = paired.entry(rounds, metric=metric, seconds=seconds)
+        self.log(
+            f"  paired {a.scenario} / {b.scenario}: {metric} x{found['median']} "
+            f"({found['min']}-{found['max']} over {len(rounds)} rounds of {seconds} s a side)"
+        )
+        return found
 
     def create_tags(self, size: int) -> None:
         count = self.opts.mutations * 4
@@ -399,6 +507,7 @@ class Bench:
             [m.row() for m in self.results],
             profiles=self.profiles,
             loading=self.loading,
+            paired=self.paired,
             meta={**self.meta, "complete": final, "wall_seconds": round(time.time() - self.t0)},
         )
         self.opts.output.parent.mkdir(parents=True, exist_ok=True)
@@ -416,6 +525,8 @@ class Bench:
             size = self.load_both(wanted)
             shapes = self.reads(size)
             self.raw_opennebula(size, shapes)
+            if size == reference:
+                self.pairs(size, shapes)
             self.create_tags(size)
             self.launch_cycles(size)
             if size == reference and self.opts.workers > 1:
@@ -476,6 +587,14 @@ def parse_args(argv: list[str] | None) -> Options:
         help="seconds of loading instances, in all; a size not reached in time is measured "
         "at the count reached and the larger sizes are skipped",
     )  # fmt: skip
+    parser.add_argument(
+        "--pair-rounds", type=int, default=5,
+        help="rounds of the paired, alternating comparisons at the reference N (0: none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pair-requests", type=int, default=30,
+        help="answers aimed at per side of a paired round (sets its length, at least 2 s)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if args.quick:
@@ -485,7 +604,7 @@ def parse_args(argv: list[str] | None) -> Options:
     return Options(
         sizes, args.connections, args.seconds, args.max_seconds, args.max_requests,
         args.mutations, args.workers, not args.no_profile, args.output, args.keep,
-        args.load_budget,
+        args.load_budget, args.pair_rounds, args.pair_requests,
     )  # fmt: skip
 
 
@@ -510,6 +629,8 @@ def main(argv: list[str] | None = None) -> int:
             "mutations": opts.mutations,
             "workers": opts.workers,
             "load_budget": opts.load_budget,
+            "pair_rounds": opts.pair_rounds,
+            "pair_requests": opts.pair_requests,
         },  # fmt: skip
         "machine": machine(),
     }

@@ -29,7 +29,12 @@ def _div(a: float | None, b: float | None) -> float | None:
 
 
 def build(
-    rows: list[Row], *, profiles: dict[str, Any], loading: dict[str, Any], meta: dict[str, Any]
+    rows: list[Row],
+    *,
+    profiles: dict[str, Any],
+    loading: dict[str, Any],
+    meta: dict[str, Any],
+    paired: list[Row] | None = None,
 ) -> dict[str, Any]:
     sizes = sorted({r["size"] for r in rows if r["size"] is not None})
     bare = _find(rows, "bare ASGI (fixed body)", "bare-asgi", None)
@@ -130,6 +135,7 @@ def build(
             "workers": workers,
         },
         "growth": growth,
+        "paired": paired or [],
         "loading_seconds": loading,
         "profiles": profiles,
     }
@@ -153,10 +159,25 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             {"target": name, "goal": goal, "measured": value, "met": ok(value) if value else None}
         )
 
-    add(
-        f"DescribeRegions vs bare ASGI (throughput, N={ref})",
+    def add_paired(
+        what: str, goal: str, scenario: str, versus: str, table: list[Row], key: str, ok: Any
+    ) -> None:
+        """A target comparing two runs: the median of the paired, alternating rounds when the
+        run has them (benchmarks.paired), else the two single measurements (older results)."""
+        both = pick(results.get("paired", []), scenario=scenario, versus_target=versus, size=ref)
+        if both is None:
+            single = pick(table, scenario=scenario, size=ref)
+            add(what.format(how="single runs"), goal, single, key, ok)
+        else:
+            add(what.format(how="paired median"), goal, both, "median", ok)
+            out[-1].update(range=[both["min"], both["max"]], rounds=len(both["rounds"]))
+
+    add_paired(
+        f"DescribeRegions vs bare ASGI (throughput, N={ref}, {{how}})",
         ">= 0.5",
-        pick(ratios["ec2gw_vs_bare_asgi"], scenario="DescribeRegions", size=ref),
+        "DescribeRegions",
+        "bare-asgi",
+        ratios["ec2gw_vs_bare_asgi"],
         "throughput_x",
         lambda v: v >= 0.5,
     )
@@ -177,10 +198,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             key,
             lambda v: v <= 2,
         )
-    add(
-        f"DescribeInstances all vs raw one.vmpool.infoextended (p50, N={ref})",
+    add_paired(
+        f"DescribeInstances all vs raw one.vmpool.infoextended (p50, N={ref}, {{how}})",
         "<= 1.5",
-        pick(ratios["ec2gw_vs_raw_opennebula"], scenario="DescribeInstances all", size=ref),
+        "DescribeInstances all",
+        "opennebula",
+        ratios["ec2gw_vs_raw_opennebula"],
         "p50_x",
         lambda v: v <= 1.5,
     )
@@ -255,11 +278,45 @@ def render(results: dict[str, Any]) -> str:
             f"cost x{_fmt(r['cost_x'], 2)}  p50 x{_fmt(r['p50_x'], 2)}  "
             f"cpu/req x{_fmt(r['cpu_x'], 2)}"
         )
+    lines += render_paired(results.get("paired", []))
     lines += ["", "Targets"]
     for t in results["targets"]:
         verdict = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
+        low, high = t.get("range") or (None, None)
+        over = f" [{_fmt(low, 3)}-{_fmt(high, 3)}]" if "range" in t else ""
         lines.append(
             f"  {t['target']:<72} goal {t['goal']:<12} "
-            f"measured {_fmt(t['measured'], 3):>8}  {verdict}"
+            f"measured {_fmt(t['measured'], 3):>8}{over}  {verdict}"
         )
     return "\n".join(lines)
+
+
+def _side(row: Row) -> str:
+    return (
+        f"{row['target']} {_fmt(row['rps'])}/s p50 {_fmt(row['p50_ms'], 2)} ms "
+        f"cpu {_fmt(server_cpu(row), 3)} ms/req n={row['requests']}"
+    )
+
+
+def render_paired(paired: list[Row]) -> list[str]:
+    """The paired, alternating comparisons (benchmarks.paired): each round's ratio and the
+    two runs in the order they ran, then the median and min-max of the ratio."""
+    if not paired:
+        return []
+    lines = ["", "Paired, alternating rounds (A B, B A, ...): ratio A / B per round, its median"]
+    for p in paired:
+        lines.append(
+            f"  {p['scenario']} ({p['target']}) / {p['versus']} ({p['versus_target']}), "
+            f"N={p['size']} c={p['connections']}, {p['seconds']} s a side"
+        )
+        for number, r in enumerate(p["rounds"], 1):
+            runs = " | ".join(_side(r[key]) for key in r["order"])
+            lines.append(
+                f"    {number} {r['order']}  {p['metric']} x{_fmt(r['ratio'], 3)}  "
+                f"cpu/req x{_fmt(r['cpu_x'], 3)}  {runs}"
+            )
+        lines.append(
+            f"    median {p['metric']} x{_fmt(p['median'], 3)} (min {_fmt(p['min'], 3)}, "
+            f"max {_fmt(p['max'], 3)}; {len(p['rounds'])} rounds)  cpu/req x{_fmt(p['cpu_x'], 3)}"
+        )
+    return lines
