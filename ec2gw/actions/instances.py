@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ec2gw.actions import instance_view as view
+from ec2gw.actions import launch_tokens
 from ec2gw.actions.context import RequestContext, finish_dry_run
 from ec2gw.actions.images import IMAGE_STATES, is_ami
 from ec2gw.actions.instance_types import instance_type_templates
@@ -36,6 +37,7 @@ log = logging.getLogger("ec2gw.instances")
 MAX_INSTANCES_PER_REQUEST = 100
 MAX_USER_DATA = 16 * 1024
 RECENT_TERMINATED_LISTED = 200  # newest DONE VMs read to show recently terminated ones
+_launch_tokens = launch_tokens.TokenIndex()  # ClientToken -> VM ids, read incrementally
 
 
 # --- reading VMs -------------------------------------------------------------------------
@@ -84,7 +86,7 @@ async def vms_by_ids(ctx: RequestContext, instance_ids: Sequence[str]) -> list[d
 async def my_vms(ctx: RequestContext) -> list[documents.Element]:
     """All the caller's live VMs and its recently terminated ones, oldest first."""
     alive, done = await asyncio.gather(
-        ctx.one_doc("one.vmpool.infoextended", -3, -1, -1, -1),
+        ctx.one_doc("one.vmpool.infoextended", -3, -1, -1, states.ANY_BUT_DONE),
         ctx.one_doc("one.vmpool.infoextended", -3, 0, -RECENT_TERMINATED_LISTED, states.DONE),
     )
     vms = _visible_by_id(ctx, [alive, done])
@@ -159,9 +161,29 @@ def _decode_user_data(value: str | None) -> str | None:
 
 
 async def _by_client_token(ctx: RequestContext, token: str) -> list[documents.Element]:
-    pool = await ctx.one_doc("one.vmpool.infoextended", -3, -1, -1, -1)
-    visible = _visible_by_id(ctx, [pool]).values()
-    return [vm for vm in visible if view.user_attr(vm, view.CLIENT_TOKEN) == token]
+    """The caller's visible VMs (live, or terminated within the hour) launched with `token`,
+    in launch order: EC2 honours a token after its instance has been terminated too."""
+
+    async def read_since(newest: int) -> Iterable[documents.Element]:
+        if newest < 0:
+            return await my_vms(ctx)
+        pool = await ctx.one_doc("one.vmpool.infoextended", -3, newest + 1, -1, states.ANY)
+        return pool.iterfind("VM")
+
+    user = (ctx.one_client.endpoint, ctx.uid)
+    candidates = await _launch_tokens.vm_ids(user, token, read_since)
+    if not candidates:
+        return []
+    pool = await ctx.one_doc("one.vmpool.infoset", ",".join(map(str, candidates)), True)
+    found = {
+        vm_id: vm
+        for vm_id, vm in _visible_by_id(ctx, [pool]).items()
+        if view.user_attr(vm, view.CLIENT_TOKEN) == token
+    }
+    gone = set(candidates) - found.keys()
+    if gone:
+        _launch_tokens.forget(user, token, gone)
+    return [found[vm_id] for vm_id in sorted(found)]
 
 
 def _smallest(types: dict[str, documents.Element]) -> str | None:

@@ -32,6 +32,9 @@ STOPPED = InstanceState(80, "stopped")
 
 ACTIVE = 3  # STATE whose meaning is in LCM_STATE
 DONE = 6
+# The state argument of the VM pool calls: every state (DONE too), or every state but DONE.
+ANY = -2
+ANY_BUT_DONE = -1
 
 # STATE (when not ACTIVE)
 VM_STATES: dict[int, tuple[str, InstanceState]] = {

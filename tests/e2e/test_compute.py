@@ -7,6 +7,7 @@ import base64
 import pytest
 from botocore.exceptions import ClientError
 
+from ec2gw.ec2 import ids
 from tests.e2e.test_first_actions import _signed_raw, error_of
 
 
@@ -348,3 +349,35 @@ def test_instance_attributes_and_status(ec2, ami):
     assert ec2.get_console_output(InstanceId=instance_id)["InstanceId"] == instance_id
     ec2.modify_instance_attribute(InstanceId=instance_id, DisableApiTermination={"Value": False})
     ec2.terminate_instances(InstanceIds=[instance_id])
+
+
+def test_client_token_retries_find_launches_made_since(gateway, ami):
+    """A retry finds its reservation however many launches came between (the token memory
+    reads only VMs newer than the newest it saw), for a multi-instance launch too."""
+    ec2 = gateway.client(gateway.new_user("token-reader"))
+    ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, ClientToken="tok-first")
+    pair = ec2.run_instances(ImageId=ami, MinCount=2, MaxCount=2, ClientToken="tok-pair")
+    plain = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, ClientToken="tok-plain")
+    for launched, token, count in ((pair, "tok-pair", 2), (plain, "tok-plain", 1)):
+        again = ec2.run_instances(ImageId=ami, MinCount=count, MaxCount=count, ClientToken=token)
+        assert again["ReservationId"] == launched["ReservationId"]
+        assert _ids(again) == _ids(launched)
+    mine = ec2.describe_instances()["Reservations"]
+    assert sum(len(r["Instances"]) for r in mine) == 4
+
+
+def test_client_token_is_honoured_after_termination_and_not_when_changed(gateway, ami):
+    ec2 = gateway.client(gateway.new_user("token-ender"))
+    first = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, ClientToken="tok-end")
+    ec2.terminate_instances(InstanceIds=_ids(first))
+    ec2.get_waiter("instance_terminated").wait(InstanceIds=_ids(first), WaiterConfig={"Delay": 1})
+    again = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, ClientToken="tok-end")
+    assert again["ReservationId"] == first["ReservationId"]
+    assert again["Instances"][0]["State"]["Name"] == "terminated"
+    # The VM no longer carries the token (edited in OpenNebula): remembered, but not trusted.
+    kept = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, ClientToken="tok-edit")
+    vm_id = ids.INSTANCE.decode(_ids(kept)[0])
+    gateway.one("one.vm.update", vm_id, 'EC2_CLIENT_TOKEN = "another"', 1)
+    fresh = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, ClientToken="tok-edit")
+    assert fresh["ReservationId"] != kept["ReservationId"]
+    ec2.terminate_instances(InstanceIds=_ids(kept) + _ids(fresh))
