@@ -14,9 +14,9 @@ import binascii
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ec2gw.actions import instance_view as view
 from ec2gw.actions import launch_tokens
@@ -38,6 +38,8 @@ MAX_INSTANCES_PER_REQUEST = 100
 MAX_USER_DATA = 16 * 1024
 RECENT_TERMINATED_LISTED = 200  # newest DONE VMs read to show recently terminated ones
 _launch_tokens = launch_tokens.TokenIndex()  # ClientToken -> VM ids, read incrementally
+CONVERTED_PER_TURN = 200  # VMs converted between two turns of the event loop
+T = TypeVar("T")
 
 
 # --- reading VMs -------------------------------------------------------------------------
@@ -102,6 +104,24 @@ async def _requested_vms(
     return await asyncio.gather(vms_by_ids(ctx, wanted) if wanted else my_vms(ctx), zones_of(ctx))
 
 
+async def _in_turns(
+    vms: Sequence[documents.Element],
+    convert: Callable[[documents.Element], T],
+    keep: Callable[[T], bool] = lambda _: True,
+) -> list[T]:
+    """`convert(vm)` of each VM, those `keep` accepts, giving the event loop back every
+    `CONVERTED_PER_TURN` VMs: converting 10,000 would otherwise hold the worker for about
+    a second, and every request queued behind it with it."""
+    converted = []
+    for index, vm in enumerate(vms):
+        if index and index % CONVERTED_PER_TURN == 0:
+            await asyncio.sleep(0)
+        item = convert(vm)
+        if keep(item):
+            converted.append(item)
+    return converted
+
+
 def _reservations(
     instances: Iterable[tuple[str, dict[str, Any] | Xml]], owner: str
 ) -> list[dict[str, Any]]:
@@ -132,15 +152,14 @@ async def describe_instances(ctx: RequestContext, params: dict[str, Any]) -> dic
         vms = [vm for vm in vms if tagged(view.vm_tags(vm))]
     if others:  # judged on the instances themselves
         keep = filters.compile_filters(others, view.INSTANCE_FILTERS, view.tags_of)
-        converted = (view.to_instance(vm, zones) for vm in vms)
-        instances = [instance for instance in converted if keep(instance)]
+        instances = await _in_turns(vms, lambda vm: view.to_instance(vm, zones), keep)
         chosen, token = pages.page(instances, params, minimum=5, maximum=1000)
         pairs: Iterable[tuple[str, dict[str, Any] | Xml]] = (
             (i["ReservationId"], i) for i in chosen
         )
     else:  # one page of VMs is all that needs converting
         page_vms, token = pages.page(vms, params, minimum=5, maximum=1000)
-        pairs = [view.instance_xml(vm, zones) for vm in page_vms]
+        pairs = await _in_turns(page_vms, lambda vm: view.instance_xml(vm, zones))
     return {"Reservations": _reservations(pairs, ctx.account_id), "NextToken": token}
 
 

@@ -55,3 +55,40 @@ async def test_a_failure_is_a_one_error_and_a_document_not_xml_is_unreadable(
         await one.call_document("s", "one.vm.info", 7)
     assert unreadable.value.code == "Unavailable"
     await one.close()
+
+
+@pytest.mark.parametrize("vms, turns_between", [(10, False), (40_000, True)])
+async def test_a_large_reply_lets_the_event_loop_turn_between_its_two_reads(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch, vms: int, turns_between: bool
+) -> None:
+    """The XML-RPC string of a large pool, then the document in it: other requests run in
+    between (counted by a task that counts the loop's turns), a small reply goes straight."""
+    from ec2gw.one import client, documents
+
+    server = await serve([answering(True, pool(vms), 0)])
+    turns, seen = [0], {}
+
+    async def count_turns() -> None:
+        while True:
+            turns[0] += 1
+            await asyncio.sleep(0)
+
+    def decode_counted(body: bytes) -> object:
+        value = decode(body)
+        seen["decoded"] = turns[0]
+        return value
+
+    def parse_counted(text: str) -> etree._Element:
+        seen["parsing"] = turns[0]
+        return parse(text)
+
+    decode, parse = client.decode_reply, documents.parse
+    monkeypatch.setattr(client, "decode_reply", decode_counted)
+    monkeypatch.setattr(documents, "parse", parse_counted)
+    one = OneClient(server.url)
+    counter = asyncio.create_task(count_turns())
+    document = await one.call_document("s", "one.vmpool.info", -2)
+    counter.cancel()
+    assert len(document) == vms
+    assert (seen["parsing"] > seen["decoded"]) is turns_between
+    await one.close()
