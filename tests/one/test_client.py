@@ -12,6 +12,7 @@ from lxml import etree
 from ec2gw.one.client import OneClient
 from ec2gw.one.errors import OneError
 from ec2gw.protocol.errors import EC2Error
+from tests.loop_turns import LoopTurns
 from tests.one.conftest import Script, Server
 
 Serve = Callable[[list[Script]], Awaitable[Server]]
@@ -66,29 +67,23 @@ async def test_a_large_reply_lets_the_event_loop_turn_between_its_two_reads(
     from ec2gw.one import client, documents
 
     server = await serve([answering(True, pool(vms), 0)])
-    turns, seen = [0], {}
+    seen: dict[str, int] = {}
+    async with LoopTurns() as turns:
 
-    async def count_turns() -> None:
-        while True:
-            turns[0] += 1
-            await asyncio.sleep(0)
+        def decode_counted(body: bytes) -> object:
+            value = decode(body)
+            seen["decoded"] = turns.count
+            return value
 
-    def decode_counted(body: bytes) -> object:
-        value = decode(body)
-        seen["decoded"] = turns[0]
-        return value
+        def parse_counted(text: str) -> etree._Element:
+            seen["parsing"] = turns.count
+            return parse(text)
 
-    def parse_counted(text: str) -> etree._Element:
-        seen["parsing"] = turns[0]
-        return parse(text)
-
-    decode, parse = client.decode_reply, documents.parse
-    monkeypatch.setattr(client, "decode_reply", decode_counted)
-    monkeypatch.setattr(documents, "parse", parse_counted)
-    one = OneClient(server.url)
-    counter = asyncio.create_task(count_turns())
-    document = await one.call_document("s", "one.vmpool.info", -2)
-    counter.cancel()
+        decode, parse = client.decode_reply, documents.parse
+        monkeypatch.setattr(client, "decode_reply", decode_counted)
+        monkeypatch.setattr(documents, "parse", parse_counted)
+        one = OneClient(server.url)
+        document = await one.call_document("s", "one.vmpool.info", -2)
     assert len(document) == vms
     assert (seen["parsing"] > seen["decoded"]) is turns_between
     await one.close()
