@@ -40,6 +40,7 @@ RECENT_TERMINATED_LISTED = 200  # newest DONE VMs read to show recently terminat
 _launch_tokens = launch_tokens.TokenIndex()  # ClientToken -> VM ids, read incrementally
 CONVERTED_PER_TURN = 200  # VMs converted between two turns of the event loop
 T = TypeVar("T")
+V = TypeVar("V")  # a VM document, or whatever the caller converts
 
 
 # --- reading VMs -------------------------------------------------------------------------
@@ -105,8 +106,8 @@ async def _requested_vms(
 
 
 async def _in_turns(
-    vms: Sequence[documents.Element],
-    convert: Callable[[documents.Element], T],
+    vms: Sequence[V],
+    convert: Callable[[V], T],
     keep: Callable[[T], bool] = lambda _: True,
 ) -> list[T]:
     """`convert(vm)` of each VM, those `keep` accepts, giving the event loop back every
