@@ -10,9 +10,13 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ec2gw.config import ConfigError, Settings, environment, load_settings
 from ec2gw.observability import configure_logging
+
+if TYPE_CHECKING:
+    from ec2gw.one.documents import Element
 
 log = logging.getLogger("ec2gw")
 
@@ -192,8 +196,91 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _check(settings: Settings) -> list[tuple[bool, str]]:
-    """What `ec2gw check` reports: (ok, line) pairs."""
+OK, WARNING, PROBLEM = "ok", "WARNING", "PROBLEM"
+CheckLine = tuple[str, str]  # (OK / WARNING / PROBLEM, what)
+
+
+def _line(ok: bool, text: str) -> CheckLine:
+    return (OK if ok else PROBLEM, text)
+
+
+def allows_all_inbound(group: Element) -> bool:
+    """Whether the security group lets every protocol in from any address (OpenNebula's
+    group 0 `default` does, as it comes: `RULE=[RULE_TYPE=INBOUND,PROTOCOL=ALL]`)."""
+    from ec2gw.actions.security_groups import ec2_rules, rules_of
+
+    rules = [
+        {k: v.upper() if k in ("RULE_TYPE", "PROTOCOL") else v for k, v in rule.items()}
+        for rule in rules_of(group)
+    ]
+    return any(
+        not r["IsEgress"] and r["IpProtocol"] == "-1" and r["CidrIpv4"] == "0.0.0.0/0"
+        for r in ec2_rules(0, "", rules)
+    )
+
+
+def _group_ids(value: str) -> list[int]:
+    return [int(g) for g in value.split(",") if g.strip().isdigit()]
+
+
+def open_networks(vnets: Element, groups: Element, public_network: str) -> list[str]:
+    """Warnings for the subnets whose NICs are open to all inbound traffic.
+
+    oned adds a network's SECURITY_GROUPS (which `one.vn.allocate` makes include 0) and its
+    address ranges' SECURITY_GROUPS to every NIC on it: an instance there is in those
+    groups too, whatever groups it is launched with.
+    """
+    from ec2gw.actions.vpc import is_public, network_named
+    from ec2gw.ec2 import ids
+    from ec2gw.one import documents
+
+    open_groups = {
+        documents.integer(g, "ID"): documents.text(g, "NAME")
+        for g in groups.iterfind("SECURITY_GROUP")
+        if allows_all_inbound(g)
+    }
+    public_id = network_named(vnets, public_network)
+    warnings = []
+    for vnet in vnets.iterfind("VNET"):
+        if is_public(vnet, public_id):
+            continue
+        vnet_id = documents.integer(vnet, "ID")
+        network = f"network {documents.text(vnet, 'NAME')!r} ({ids.SUBNET.encode(vnet_id)})"
+        # (what sets the groups, its SECURITY_GROUPS, how to set them to `rest`)
+        places = [
+            (
+                network,
+                documents.text(vnet, "TEMPLATE/SECURITY_GROUPS"),
+                f"one.vn.update({vnet_id}, 'SECURITY_GROUPS=\"{{rest}}\"', 1) (merge), "
+                f"or onevnet update {vnet_id}",
+            )
+        ]
+        for ar in vnet.iterfind("AR_POOL/AR"):
+            ar_id = documents.text(ar, "AR_ID")
+            places.append(
+                (
+                    f"address range {ar_id} of {network}",
+                    documents.text(ar, "SECURITY_GROUPS"),
+                    f"one.vn.update_ar({vnet_id}, "
+                    f"'AR=[AR_ID={ar_id}, SECURITY_GROUPS=\"{{rest}}\"]'), "
+                    f"or onevnet updatear {vnet_id} {ar_id}",
+                )
+            )
+        for place, value, fix in places:
+            present = _group_ids(value)
+            for group in (g for g in present if g in open_groups):
+                rest = ",".join(str(g) for g in present if g != group)
+                warnings.append(
+                    f"{place} puts every instance on it in security group {group} "
+                    f"{open_groups[group]!r}, which allows all inbound traffic, whatever "
+                    f"groups it is launched with. Fix: take {group} out of its "
+                    f"SECURITY_GROUPS: {fix.format(rest=rest)}"
+                )
+    return warnings
+
+
+async def _check(settings: Settings) -> list[CheckLine]:
+    """What `ec2gw check` reports."""
     from ec2gw.actions.regions import slug
     from ec2gw.one import documents
     from ec2gw.one.client import OneClient
@@ -202,10 +289,13 @@ async def _check(settings: Settings) -> list[tuple[bool, str]]:
     from ec2gw.protocol.errors import EC2Error
 
     one_settings = settings.opennebula
-    lines: list[tuple[bool, str]] = []
+    lines: list[CheckLine] = []
     if not one_settings.server_secret:
         return [
-            (False, "[opennebula] server_secret is empty: set it or EC2GW_OPENNEBULA_SERVER_SECRET")
+            _line(
+                False,
+                "[opennebula] server_secret is empty: set it or EC2GW_OPENNEBULA_SERVER_SECRET",
+            )
         ]
     one = OneClient(one_settings.endpoint, timeout=min(one_settings.timeout, 10))
     session = ServerCipherSessions(one_settings.server_user, one_settings.server_secret).admin
@@ -213,31 +303,31 @@ async def _check(settings: Settings) -> list[tuple[bool, str]]:
         try:
             version = await one.call(session, "one.system.version")
         except EC2Error:
-            return [(False, f"OpenNebula is not reachable at {one_settings.endpoint}")]
+            return [_line(False, f"OpenNebula is not reachable at {one_settings.endpoint}")]
         except OneError as err:
             return [
-                (
+                _line(
                     False,
                     f"OpenNebula at {one_settings.endpoint} refused the server "
                     f"account {one_settings.server_user!r}: {err.message}",
                 )
             ]
-        lines.append((True, f"OpenNebula {version} reachable at {one_settings.endpoint}"))
+        lines.append(_line(True, f"OpenNebula {version} reachable at {one_settings.endpoint}"))
         me = await one.call_document(session, "one.user.info", -1)
         driver = documents.text(me, "AUTH_DRIVER")
         groups = {g.text for g in me.iterfind("GROUPS/ID")}
         lines.append(
-            (
+            _line(
                 driver.startswith("server"),
                 f"server account {one_settings.server_user!r}: auth driver {driver}"
                 + ("" if driver.startswith("server") else " (must be server_cipher)"),
             )
         )
-        lines.append(("0" in groups, f"server account in the oneadmin group: {'0' in groups}"))
+        lines.append(_line("0" in groups, f"server account in the oneadmin group: {'0' in groups}"))
         zone = await one.call_document(session, "one.zone.info", settings.gateway.zone_id)
         region = settings.gateway.region_name or slug(documents.text(zone, "NAME"))
         lines.append(
-            (
+            _line(
                 True,
                 f"region: {region} (zone {settings.gateway.zone_id} "
                 f"{documents.text(zone, 'NAME')!r})",
@@ -245,17 +335,22 @@ async def _check(settings: Settings) -> list[tuple[bool, str]]:
         )
         clusters = await one.call_document(session, "one.clusterpool.info")
         names = [documents.text(c, "NAME") for c in clusters.iterfind("CLUSTER")]
-        lines.append((bool(names), f"clusters (availability zones): {', '.join(names) or 'none'}"))
+        lines.append(
+            _line(bool(names), f"clusters (availability zones): {', '.join(names) or 'none'}")
+        )
         images = await one.call_document(session, "one.imagepool.info", -2, -1, -1)
         amis = [
             documents.text(i, "NAME")
             for i in images.iterfind("IMAGE")
             if documents.text(i, "TYPE") == "0"
         ]
-        lines.append((bool(amis), f"OS images (AMIs): {len(amis)}: {', '.join(amis[:10])}"))
+        lines.append(_line(bool(amis), f"OS images (AMIs): {len(amis)}: {', '.join(amis[:10])}"))
         vnets = await one.call_document(session, "one.vnpool.info", -2, -1, -1)
         nets = [documents.text(v, "NAME") for v in vnets.iterfind("VNET")]
-        lines.append((bool(nets), f"networks (subnets): {', '.join(nets) or 'none'}"))
+        lines.append(_line(bool(nets), f"networks (subnets): {', '.join(nets) or 'none'}"))
+        secgroups = await one.call_document(session, "one.secgrouppool.info", -2, -1, -1)
+        public = settings.gateway.public_network
+        lines += [(WARNING, w) for w in open_networks(vnets, secgroups, public)]
         templates = await one.call_document(session, "one.templatepool.info", -2, -1, -1)
         types = sorted(
             {
@@ -264,7 +359,7 @@ async def _check(settings: Settings) -> list[tuple[bool, str]]:
             }
             - {""}
         )
-        lines.append((bool(types), f"instance types: {', '.join(types) or 'none'}"))
+        lines.append(_line(bool(types), f"instance types: {', '.join(types) or 'none'}"))
     finally:
         await one.close()
     return lines
@@ -285,9 +380,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             attached.stop()
     else:
         lines = asyncio.run(_check(settings))
-    for ok, line in lines:
-        print(("ok      " if ok else "PROBLEM ") + line)
-    return 0 if all(ok for ok, _ in lines) else 1
+    for status, line in lines:
+        print(f"{status:<8}{line}")
+    return 1 if any(status == PROBLEM for status, _ in lines) else 0
 
 
 def actions_table() -> str:

@@ -127,10 +127,10 @@ async def seed(cloud: EmbeddedCloud) -> AccessKey | None:
                 1,
             )
             await _share(one, admin, "one.image.chmod", image_id)
-        vnet_id = await one.call(admin, "one.vn.allocate", NETWORK, 0)
-        await _share(one, admin, "one.vn.chmod", vnet_id)
-        public_id = await one.call(admin, "one.vn.allocate", PUBLIC_NETWORK, 0)
-        await _share(one, admin, "one.vn.chmod", public_id)
+        for network in (NETWORK, PUBLIC_NETWORK):
+            vnet_id = await one.call(admin, "one.vn.allocate", network, 0)
+            await without_default_group(one, admin, vnet_id)
+            await _share(one, admin, "one.vn.chmod", vnet_id)
         for name, (vcpu, memory, cpu) in INSTANCE_TYPES.items():
             template_id = await one.call(
                 admin,
@@ -162,6 +162,16 @@ async def seed(cloud: EmbeddedCloud) -> AccessKey | None:
         await one.close()
     write_client_files(cloud, key, region)
     return key
+
+
+async def without_default_group(one: OneClient, session: str, vnet_id: int) -> None:
+    """Take group 0 out of the network's SECURITY_GROUPS, as an operator should.
+
+    `one.vn.allocate` adds OpenNebula's group 0 (which lets all traffic in) to every
+    network, and oned adds a network's groups to each NIC on it: left there, every
+    instance on the network is open, whatever security groups it is launched with.
+    """
+    await one.call(session, "one.vn.update", vnet_id, 'SECURITY_GROUPS = ""', 1)
 
 
 async def _share(one: OneClient, session: str, method: str, object_id: int) -> None:

@@ -298,6 +298,22 @@ async def _resolve_security_groups(ctx: RequestContext, group_ids: list[str]) ->
     return one_ids
 
 
+async def _launch_groups(
+    ctx: RequestContext, params: dict[str, Any], group_ids: list[str]
+) -> list[int]:
+    """The OpenNebula groups the instance's NIC asks for: those given (by id or name), else
+    OpenNebula's group 0, EC2's `default` group, named explicitly so that the instance
+    shows the group it is in whatever its network adds (oned adds the network's
+    SECURITY_GROUPS to every NIC; `ec2gw check` warns when those open a subnet)."""
+    from ec2gw.actions.security_groups import DEFAULT_GROUP, group_ids_by_name
+
+    if params.get("SecurityGroups"):
+        group_ids = group_ids + await group_ids_by_name(ctx, params["SecurityGroups"])
+    if not group_ids:
+        return [DEFAULT_GROUP]
+    return await _resolve_security_groups(ctx, list(dict.fromkeys(group_ids)))
+
+
 async def _fitting(
     ctx: RequestContext, template: documents.Element, cluster: int | None, wanted: int
 ) -> int | None:
@@ -409,11 +425,7 @@ async def _launch(ctx: RequestContext, params: dict[str, Any], token: str | None
         requested_zone = subnet["AvailabilityZone"]
     cluster = by_name.get(requested_zone) if requested_zone else None
     network = ids.SUBNET.decode(subnet["SubnetId"]) if subnet else None
-    if params.get("SecurityGroups"):
-        from ec2gw.actions.security_groups import group_ids_by_name
-
-        group_ids += await group_ids_by_name(ctx, params["SecurityGroups"])
-    groups = await _resolve_security_groups(ctx, list(dict.fromkeys(group_ids)))
+    groups = await _launch_groups(ctx, params, group_ids)
     finish_dry_run(params)
 
     count = params["MaxCount"]
@@ -442,9 +454,7 @@ async def _launch(ctx: RequestContext, params: dict[str, Any], token: str | None
         facts.append((view.SHUTDOWN_BEHAVIOR, params["InstanceInitiatedShutdownBehavior"]))
     hardware: list[tuple[str, Any]] = [("DISK", {"IMAGE_ID": documents.integer(image, "ID")})]
     if network is not None:
-        nic: dict[str, Any] = {"NETWORK_ID": network}
-        if groups:
-            nic["SECURITY_GROUPS"] = ",".join(map(str, groups))
+        nic = {"NETWORK_ID": network, "SECURITY_GROUPS": ",".join(map(str, groups))}
         hardware.append(("NIC", nic))
     context: dict[str, Any] = {"NETWORK": "YES", "SET_HOSTNAME": "$NAME"}
     if public_key:

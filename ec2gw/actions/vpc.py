@@ -61,7 +61,11 @@ def _supernet(networks: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
 
 def public_network_id(ctx: RequestContext, pool: documents.Element) -> int | None:
     """The id of `[gateway] public_network` (a name or an id) in a vnet pool, if set."""
-    wanted = ctx.settings.gateway.public_network
+    return network_named(pool, ctx.settings.gateway.public_network)
+
+
+def network_named(pool: documents.Element, wanted: str) -> int | None:
+    """The id of the network called `wanted` (a name or an id) in a vnet pool, if any."""
     if not wanted:
         return None
     for vnet in pool.iterfind("VNET"):
