@@ -1,7 +1,8 @@
-"""A live gateway on a real socket, backed by the embedded OpenNebula on another socket.
+"""A live gateway on a real socket, backed by an OpenNebula on another socket.
 
-Both run in this process (in threads) for speed; `test_serve.py` also runs the real
-`ec2gw serve` command as a subprocess.
+The OpenNebula is the embedded one, started in this process (in a thread) for speed, or a
+real oned when `EC2GW_TEST_OPENNEBULA` names its XML-RPC endpoint (see `tests/backend.py`).
+`test_serve.py` also runs the real `ec2gw serve` command as a subprocess.
 """
 
 from __future__ import annotations
@@ -26,11 +27,10 @@ import pytest
 import uvicorn
 from botocore.config import Config
 
-from ec2gw import embedded
 from ec2gw.app import create_app
 from ec2gw.auth.keys import AccessKey
 from ec2gw.config import Settings
-from ec2gw.onesim import Lifecycle
+from tests.backend import Backend, start_backend
 
 
 def free_port() -> int:
@@ -44,8 +44,12 @@ class LiveGateway:
     url: str
     region: str
     key: AccessKey
-    cloud: embedded.EmbeddedCloud
+    backend: Backend
     data_dir: Path
+
+    @property
+    def settings(self) -> Settings:
+        return self.backend.settings
 
     def client(self, key: AccessKey | None = None, **config: object):
         key = key or self.key
@@ -82,7 +86,7 @@ class LiveGateway:
     def variant(self, **overrides: object) -> Iterator[LiveGateway]:
         """Another gateway process-alike on the same OpenNebula, with changed settings,
         e.g. `variant(gateway__rate_limit=2, opennebula__timeout=1)`."""
-        settings = copy.deepcopy(self.cloud.settings)
+        settings = copy.deepcopy(self.settings)
         settings.gateway.rate_limit = 0
         for name, value in overrides.items():
             section, option = name.split("__")
@@ -91,38 +95,17 @@ class LiveGateway:
             yield dataclasses.replace(self, url=url)
 
     def one(self, method: str, *args: object) -> object:
-        """Call the embedded OpenNebula as oneadmin (test set-up only)."""
-        import xmlrpc.client
-
-        reply = xmlrpc.client.ServerProxy(self.cloud.sim.url).__getattr__(method)(
-            self.cloud.sim.oneadmin_session, *args
-        )
-        assert reply[0] is True, reply
-        return reply[1]
+        """Call the OpenNebula as oneadmin (test set-up and read-backs only)."""
+        return self.backend.one(method, *args)
 
     def _with_keystore(self, work):
-        """Run `work(keystore)` against the embedded OpenNebula (test set-up only)."""
-        from ec2gw.auth.keys import KeyCipher, KeyStore
-        from ec2gw.one.client import OneClient
-        from ec2gw.one.sessions import ServerCipherSessions
-
-        settings = self.cloud.settings
-
-        async def run():
-            one = OneClient(settings.opennebula.endpoint)
-            try:
-                sessions = ServerCipherSessions(
-                    settings.opennebula.server_user, settings.opennebula.server_secret
-                )
-                cipher = KeyCipher(settings.opennebula.server_secret)
-                return await work(KeyStore(one, sessions, cipher))
-            finally:
-                await one.close()
-
-        return asyncio.run(run())
+        """Run `work(keystore)` against the OpenNebula (test set-up only)."""
+        return asyncio.run(self.backend.with_keystore(work))
 
     def new_user(self, name: str, group: int = 1) -> AccessKey:
-        """Another OpenNebula user with an EC2 key."""
+        """Another OpenNebula user with an EC2 key (on a real oned, `name` gets a suffix
+        unique to this test run: its users outlive the run)."""
+        name = self.backend.user_name(name)
         self.one("one.user.allocate", name, "pw-" + name, "core", [group])
         return self._with_keystore(lambda keys: keys.create(name))
 
@@ -162,13 +145,14 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
     settings = Settings()
     settings.gateway.port = free_port()
     settings.gateway.rate_limit = 0  # throttling has its own test; clients here are busy
-    cloud = embedded.start(settings, data_dir, Lifecycle())
-    key = asyncio.run(embedded.seed(cloud))
-    assert key is not None
-    region = cloud.config_file.read_text().split("region = ")[1].split()[0]
-    with serving(settings) as url:
-        yield LiveGateway(url=url, region=region, key=key, cloud=cloud, data_dir=data_dir)
-    cloud.sim.stop()
+    backend = start_backend(settings, data_dir)
+    try:
+        with serving(settings) as url:
+            yield LiveGateway(
+                url=url, region=backend.region, key=backend.key, backend=backend, data_dir=data_dir
+            )
+    finally:
+        backend.stop()
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from tests.e2e.conftest import free_port
 
 
 def _env(gateway, **extra: str) -> dict[str, str]:
-    settings = gateway.cloud.settings
+    settings = gateway.settings
     return {
         **os.environ,
         "EC2GW_OPENNEBULA_ENDPOINT": settings.opennebula.endpoint,
@@ -59,7 +59,7 @@ def test_check_explains_problems(gateway, extra, expected):
     )
     assert done.returncode != 0
     assert expected in done.stdout + done.stderr
-    assert gateway.cloud.settings.opennebula.server_secret not in done.stdout + done.stderr
+    assert gateway.settings.opennebula.server_secret not in done.stdout + done.stderr
 
 
 @contextmanager

@@ -19,11 +19,14 @@ INTERNAL = 0x2000
 
 @pytest.fixture
 def sim(gateway):
-    yield gateway.cloud.sim
-    gateway.cloud.sim.faults.clear()
-    gateway.cloud.sim.faults.available()
+    """The embedded OpenNebula, for fault injection: tests using it are `embedded_only`."""
+    sim = gateway.backend.sim
+    yield sim
+    sim.faults.clear()
+    sim.faults.available()
 
 
+@pytest.mark.embedded_only
 def test_slow_opennebula_times_out_as_unavailable(gateway, sim):
     with gateway.variant(opennebula__timeout=0.5) as impatient:
         sim.faults.delay("one.imagepool.info", 2.0)
@@ -34,6 +37,7 @@ def test_slow_opennebula_times_out_as_unavailable(gateway, sim):
         assert impatient.client().describe_images()["Images"]
 
 
+@pytest.mark.embedded_only
 @pytest.mark.parametrize("mode", ["503", "close"])
 def test_opennebula_down_then_up_needs_no_restart(gateway, ec2, sim, mode):
     sim.faults.unavailable(mode)
@@ -47,6 +51,7 @@ def test_opennebula_down_then_up_needs_no_restart(gateway, ec2, sim, mode):
     assert httpx.get(gateway.url + "/readyz").status_code == 200
 
 
+@pytest.mark.embedded_only
 def test_refused_connections_recover(gateway, ec2, sim):
     sim.faults.unavailable("refuse", seconds=1.0)
     with pytest.raises(ClientError) as err:
@@ -62,6 +67,7 @@ def test_refused_connections_recover(gateway, ec2, sim):
             time.sleep(0.2)
 
 
+@pytest.mark.embedded_only
 def test_internal_error_leaks_nothing(gateway, sim):
     sim.faults.fail("one.imagepool.info", INTERNAL, "Parse error: secret detail /var/lib/one")
     reply = _signed_raw(gateway, "POST", {"Action": "DescribeImages"})
@@ -198,13 +204,13 @@ def test_no_secret_reaches_the_logs(gateway, caplog):
     ]
     text = "\n".join(r.getMessage() + repr(r.__dict__) for r in ours)
     assert "request_id=" in text  # the request lines were captured
-    settings_ = gateway.cloud.settings
+    settings_ = gateway.settings
     signature = url.split("X-Amz-Signature=")[1]
     for secret in (
         gateway.key.secret,
         settings_.opennebula.server_secret,
         signature,
-        gateway.cloud.sim.oneadmin_session.split(":", 1)[1],
+        gateway.backend.oneadmin_session.split(":", 1)[1],
     ):
         assert secret not in text
     assert "serveradmin:demo:" not in text
@@ -213,6 +219,7 @@ def test_no_secret_reaches_the_logs(gateway, caplog):
 ACTION = 0x800
 
 
+@pytest.mark.embedded_only
 def test_failed_associate_address_loses_no_address(gateway, ec2, sim):
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     (instance,) = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"]
@@ -236,6 +243,7 @@ def test_failed_associate_address_loses_no_address(gateway, ec2, sim):
     ec2.terminate_instances(InstanceIds=[instance_id])
 
 
+@pytest.mark.embedded_only
 def test_failed_attach_volume_leaves_the_volume_available(gateway, ec2, sim):
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     (instance,) = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"]

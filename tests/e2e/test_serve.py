@@ -15,8 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import free_port
+
+pytestmark = pytest.mark.embedded_only  # `ec2gw serve` starts its own embedded OpenNebula
 
 ROOT = Path(__file__).resolve().parents[2]
 
