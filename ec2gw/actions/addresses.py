@@ -154,7 +154,7 @@ def _public(address: dict[str, Any]) -> dict[str, Any]:
 @action(
     "AllocateAddress",
     opennebula="one.vn.reserve of one lease of the public network into a network owned by "
-    "the caller",
+    "the caller; tags merged in with one.vn.update (EC2_TAG_* vectors)",
 )
 async def allocate_address(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     domain = params.get("Domain") or "vpc"
@@ -181,13 +181,7 @@ async def allocate_address(ctx: RequestContext, params: dict[str, Any]) -> dict[
         raise to_ec2_error(err) from None
     try:
         if address_tags:
-            vnet = await ctx.one_doc("one.vn.info", one_id)
-            await ctx.one(
-                "one.vn.update",
-                one_id,
-                documents.with_tags(vnet.find("TEMPLATE"), address_tags),
-                0,
-            )
+            await ctx.one("one.vn.update", one_id, documents.tags_added(address_tags), 1)
         vnet = await ctx.one_doc("one.vn.info", one_id)
     except BaseException:
         await _delete_quietly(ctx, one_id)

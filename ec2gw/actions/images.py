@@ -1,4 +1,9 @@
-"""AMIs are OpenNebula OS images the caller may use (reference §3.3)."""
+"""AMIs are OpenNebula OS images the caller may use (reference §3.3).
+
+Image templates are in replace mode (one attribute per name): an AMI's tags are
+`EC2_TAG_<digest of the key>` vectors (`documents.TAGS`), written in the allocate's template
+or merged in (append=1) after `one.vm.disksaveas`, never by replacing a saved disk's template.
+"""
 
 from __future__ import annotations
 
@@ -291,7 +296,7 @@ async def register_image(ctx: RequestContext, params: dict[str, Any]) -> dict[st
     root = params.get("RootDeviceName") or ""
     if root.startswith("/dev/") and len(root) > 7:
         attributes.append(("DEV_PREFIX", root[5:7]))
-    attributes += [(documents.TAG_ATTRIBUTE, {"KEY": k, "VALUE": v}) for k, v in image_tags.items()]
+    attributes += documents.tag_vectors(image_tags)
     try:
         image_id = await ctx.one(
             "one.image.allocate", documents.template_text(attributes), datastore
@@ -324,7 +329,8 @@ async def deregister_image(ctx: RequestContext, params: dict[str, Any]) -> dict[
 
 @action(
     "CreateImage",
-    opennebula="one.vm.disksaveas of the instance's root disk, then one.image.update",
+    opennebula="one.vm.disksaveas of the instance's root disk, then one.image.update merging "
+    "EC2_AMI, DESCRIPTION and EC2_TAG_* tags in (oned's SAVE_AS_HOT marks stay)",
 )
 async def create_image(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     from ec2gw.actions.instance_view import state_of
@@ -362,7 +368,9 @@ async def create_image(ctx: RequestContext, params: dict[str, Any]) -> dict[str,
     extra: list[tuple[str, Any]] = [("EC2_AMI", "YES")]
     if params.get("Description"):
         extra.append(("DESCRIPTION", params["Description"]))
-    extra += [(documents.TAG_ATTRIBUTE, {"KEY": k, "VALUE": v}) for k, v in image_tags.items()]
+    extra += documents.tag_vectors(image_tags)
+    # Merged in: the saved disk's template holds oned's SAVE_AS_HOT, SAVED_VM_ID and
+    # SAVED_DISK_ID, which start the copy and end the VM's HOTPLUG_SAVEAS.
     await ctx.one("one.image.update", image_id, documents.template_text(extra), 1)
     return {"ImageId": ids.IMAGE.encode(image_id)}
 

@@ -158,6 +158,7 @@ def _leaves(element: documents.Element, tags: tuple[str, ...] | None = None) -> 
 def _facts(vm: documents.Element) -> _VmFacts:
     top: dict[str, str] = {}
     user: dict[str, str] = {}
+    old_tags: dict[str, str] = {}  # repeated EC2_TAG vectors, as launches still write them
     tags: dict[str, str] = {}
     nics: list[dict[str, str]] = []
     elastic: dict[str, str] | None = None
@@ -188,10 +189,11 @@ def _facts(vm: documents.Element) -> _VmFacts:
                     arch = documents.text(item, "ARCH")
         elif tag == "USER_TEMPLATE":
             for item in child.iterchildren(etree.Element):
-                if item.tag == documents.TAG_ATTRIBUTE:
+                if documents.TAGS.holds(item):
                     vector = _leaves(item)
                     if vector.get("KEY"):
-                        tags[vector["KEY"]] = vector.get("VALUE", "")
+                        found = old_tags if item.tag == documents.TAG_ATTRIBUTE else tags
+                        found[vector["KEY"]] = vector.get("VALUE", "")
                 else:
                     user.setdefault(item.tag, item.text or "")
         elif tag == "HISTORY_RECORDS":
@@ -200,6 +202,7 @@ def _facts(vm: documents.Element) -> _VmFacts:
                 cluster = documents.integer(history[-1], "CID", -1)
         else:
             top.setdefault(tag, child.text or "")
+    tags = {**old_tags, **tags}
     return _VmFacts(top, user, tags, nics, elastic, disks, names, vcpu, arch, cluster)
 
 

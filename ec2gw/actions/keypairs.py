@@ -1,6 +1,11 @@
-"""Key pairs live on the caller's OpenNebula user, one vector per key pair:
+"""Key pairs live on the caller's OpenNebula user, one vector attribute per key pair:
 
-`EC2_KEY_PAIR = [ CREATED, FINGERPRINT, ID, NAME, PUBLIC_KEY, TAGS (JSON), TYPE ]`.
+`EC2_KEY_PAIR_<digest of the name> = [ CREATED, FINGERPRINT, ID, NAME, PUBLIC_KEY,
+TAGS (JSON), TYPE ]` (`documents.KEY_PAIRS`). oned keeps user templates in replace mode, one
+attribute per name, so pairs sharing one name would collapse to the last. A pair is added
+(or its tags changed) with a merge update of its attribute alone; a deletion writes back
+the template read just before. Pairs written by earlier versions as repeated `EC2_KEY_PAIR`
+vectors are still read and deleted.
 
 The public key reaches a VM through CONTEXT/SSH_PUBLIC_KEY at launch. The private key of a
 created pair is returned once and never stored.
@@ -28,7 +33,7 @@ from ec2gw.ec2 import filters, tags
 from ec2gw.one import documents
 from ec2gw.protocol.errors import EC2Error, invalid_value, missing_parameter
 
-KEY_PAIR_ATTRIBUTE = "EC2_KEY_PAIR"
+PAIRS = documents.KEY_PAIRS
 MAX_NAME = 255
 
 
@@ -41,25 +46,33 @@ async def _user(ctx: RequestContext) -> documents.Element:
     return await ctx.one_doc("one.user.info", -1)
 
 
+def vectors(user: documents.Element) -> list[documents.Element]:
+    """The user's key pair vectors (both forms), by name."""
+    pairs = PAIRS.read(user.find("TEMPLATE"))
+    return [pairs[name] for name in sorted(pairs)]
+
+
+def pair_tags(vector: documents.Element) -> dict[str, str]:
+    try:
+        found = json.loads(documents.text(vector, "TAGS") or "{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def _pairs(user: documents.Element) -> list[dict[str, Any]]:
-    pairs = []
-    for vector in user.iterfind(f"TEMPLATE/{KEY_PAIR_ATTRIBUTE}"):
-        try:
-            pair_tags = json.loads(documents.text(vector, "TAGS") or "{}")
-        except ValueError:
-            pair_tags = {}
-        pairs.append(
-            {
-                "KeyPairId": documents.text(vector, "ID"),
-                "KeyName": documents.text(vector, "NAME"),
-                "KeyFingerprint": documents.text(vector, "FINGERPRINT"),
-                "KeyType": documents.text(vector, "TYPE", "rsa"),
-                "PublicKey": documents.text(vector, "PUBLIC_KEY"),
-                "CreateTime": datetime.fromtimestamp(documents.integer(vector, "CREATED"), UTC),
-                "Tags": [{"Key": k, "Value": v} for k, v in pair_tags.items()],
-            }
-        )
-    return pairs
+    return [
+        {
+            "KeyPairId": documents.text(vector, "ID"),
+            "KeyName": documents.text(vector, "NAME"),
+            "KeyFingerprint": documents.text(vector, "FINGERPRINT"),
+            "KeyType": documents.text(vector, "TYPE", "rsa"),
+            "PublicKey": documents.text(vector, "PUBLIC_KEY"),
+            "CreateTime": datetime.fromtimestamp(documents.integer(vector, "CREATED"), UTC),
+            "Tags": [{"Key": k, "Value": v} for k, v in pair_tags(vector).items()],
+        }
+        for vector in vectors(user)
+    ]
 
 
 async def public_key_of(ctx: RequestContext, name: str) -> str:
@@ -70,9 +83,17 @@ async def public_key_of(ctx: RequestContext, name: str) -> str:
     raise _not_found(name)
 
 
-async def _save(ctx: RequestContext, user: documents.Element) -> None:
-    """Write the caller's TEMPLATE back as a whole (merge cannot remove a vector)."""
-    await ctx.one("one.user.update", ctx.uid, documents.template_xml(user.find("TEMPLATE")), 0)
+async def _add(ctx: RequestContext, vector: dict[str, str]) -> None:
+    """Write one pair's attribute, merged into the caller's TEMPLATE."""
+    await ctx.one("one.user.update", ctx.uid, PAIRS.added([vector]), 1)
+
+
+async def write_pair_tags(
+    ctx: RequestContext, vector: documents.Element, new_tags: dict[str, str]
+) -> None:
+    """Replace the tags of the caller's pair `vector` (one read just before)."""
+    values = {child.tag: child.text or "" for child in vector}
+    await _add(ctx, {**values, "TAGS": json.dumps(new_tags)})
 
 
 def _check_name(name: str | None) -> str:
@@ -161,15 +182,9 @@ def _new_pair_id() -> str:
     return "key-" + secrets.token_hex(9)[:17]
 
 
-async def _store(
-    ctx: RequestContext,
-    user: documents.Element,
-    pair: dict[str, Any],
-    pair_tags: dict[str, str],
-) -> None:
-    documents.add_vector(
-        user.find("TEMPLATE"),
-        KEY_PAIR_ATTRIBUTE,
+async def _store(ctx: RequestContext, pair: dict[str, Any], pair_tags: dict[str, str]) -> None:
+    await _add(
+        ctx,
         {
             "CREATED": str(int(time.time())),
             "FINGERPRINT": pair["KeyFingerprint"],
@@ -180,7 +195,6 @@ async def _store(
             "TYPE": pair["KeyType"],
         },
     )
-    await _save(ctx, user)
 
 
 async def _prepare(ctx: RequestContext, params: dict[str, Any]) -> tuple:
@@ -190,11 +204,13 @@ async def _prepare(ctx: RequestContext, params: dict[str, Any]) -> tuple:
     if any(p["KeyName"] == name for p in _pairs(user)):
         raise EC2Error("InvalidKeyPair.Duplicate", f"The keypair '{name}' already exists.")
     finish_dry_run(params)
-    return name, pair_tags, user
+    return name, pair_tags
 
 
 @action(
-    "CreateKeyPair", opennebula="one.user.update of the caller: EC2_KEY_PAIR vector on the user"
+    "CreateKeyPair",
+    opennebula="one.user.update (merge) of the caller: an EC2_KEY_PAIR_<digest of the name> "
+    "vector on the user",
 )
 async def create_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     key_type = params.get("KeyType") or "rsa"
@@ -203,7 +219,7 @@ async def create_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[s
         raise invalid_value("KeyType", key_type)
     if key_format not in ("pem", "ppk"):
         raise invalid_value("KeyFormat", key_format)
-    name, pair_tags, user = await _prepare(ctx, params)
+    name, pair_tags = await _prepare(ctx, params)
     if key_type == "rsa":
         private_key: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pkcs8 = private_key.private_bytes(
@@ -233,7 +249,7 @@ async def create_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[s
         "KeyType": key_type,
         "PublicKey": _openssh_public(private_key.public_key(), name),
     }
-    await _store(ctx, user, pair, pair_tags)
+    await _store(ctx, pair, pair_tags)
     return {
         "KeyName": name,
         "KeyFingerprint": fingerprint,
@@ -271,7 +287,9 @@ def _load_public_key(material: bytes) -> Any:
 
 
 @action(
-    "ImportKeyPair", opennebula="one.user.update of the caller: EC2_KEY_PAIR vector on the user"
+    "ImportKeyPair",
+    opennebula="one.user.update (merge) of the caller: an EC2_KEY_PAIR_<digest of the name> "
+    "vector on the user",
 )
 async def import_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     material = params.get("PublicKeyMaterial")
@@ -291,7 +309,7 @@ async def import_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[s
         key_type = "ed25519"
     else:
         raise EC2Error("InvalidKey.Format", "Only RSA and ED25519 keys are supported")
-    name, pair_tags, user = await _prepare(ctx, params)
+    name, pair_tags = await _prepare(ctx, params)
     pair = {
         "KeyPairId": _new_pair_id(),
         "KeyName": name,
@@ -299,7 +317,7 @@ async def import_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[s
         "KeyType": key_type,
         "PublicKey": _openssh_public(public_key, name),
     }
-    await _store(ctx, user, pair, pair_tags)
+    await _store(ctx, pair, pair_tags)
     return {
         "KeyName": name,
         "KeyFingerprint": fingerprint,
@@ -320,7 +338,10 @@ KEY_PAIR_FILTERS: dict[str, filters.Extractor] = {
 }
 
 
-@action("DescribeKeyPairs", opennebula="one.user.info(-1): the user's EC2_KEY_PAIR vectors")
+@action(
+    "DescribeKeyPairs",
+    opennebula="one.user.info(-1): the user's EC2_KEY_PAIR_* (and older EC2_KEY_PAIR) vectors",
+)
 async def describe_key_pairs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     pairs = _pairs(await _user(ctx))
     finish_dry_run(params)
@@ -344,7 +365,8 @@ async def describe_key_pairs(ctx: RequestContext, params: dict[str, Any]) -> dic
 
 
 @action(
-    "DeleteKeyPair", opennebula="one.user.update of the caller without that EC2_KEY_PAIR vector"
+    "DeleteKeyPair",
+    opennebula="one.user.update of the caller's template without that key pair's vector",
 )
 async def delete_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     name, pair_id = params.get("KeyName"), params.get("KeyPairId")
@@ -352,10 +374,9 @@ async def delete_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[s
         raise missing_parameter("KeyName")
     user = await _user(ctx)
     finish_dry_run(params)
-    template = user.find("TEMPLATE")
     doomed = [
         vector
-        for vector in template.iterfind(KEY_PAIR_ATTRIBUTE)
+        for vector in vectors(user)
         if (name and documents.text(vector, "NAME") == name)
         or (pair_id and documents.text(vector, "ID") == pair_id)
     ]
@@ -363,9 +384,9 @@ async def delete_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[s
         if pair_id:
             raise EC2Error("InvalidKeyPair.NotFound", f"The key pair ID '{pair_id}' does not exist")
         return {"Return": True}  # EC2 answers success for an unknown key name
-    for vector in doomed:
-        template.remove(vector)
-    await _save(ctx, user)
+    template = user.find("TEMPLATE")
+    names = [documents.text(vector, "NAME") for vector in doomed]
+    await ctx.one("one.user.update", ctx.uid, PAIRS.without(template, names), 0)
     return {
         "Return": True,
         "KeyPairId": documents.text(doomed[0], "ID"),

@@ -294,7 +294,8 @@ async def group_ids_by_name(ctx: RequestContext, names: list[str]) -> list[str]:
 
 @action(
     "CreateSecurityGroup",
-    opennebula="one.secgroup.allocate (NAME, DESCRIPTION, an allow-all OUTBOUND RULE, tags)",
+    opennebula="one.secgroup.allocate (NAME, DESCRIPTION, an allow-all OUTBOUND RULE, "
+    "EC2_TAG_* tags)",
 )
 async def create_security_group(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     name, description = params.get("GroupName"), params.get("Description")
@@ -317,7 +318,7 @@ async def create_security_group(ctx: RequestContext, params: dict[str, Any]) -> 
         ("NAME", name),
         ("DESCRIPTION", description),
         ("RULE", {"PROTOCOL": "ALL", "RULE_TYPE": "OUTBOUND"}),
-        *((documents.TAG_ATTRIBUTE, {"KEY": k, "VALUE": v}) for k, v in group_tags.items()),
+        *documents.tag_vectors(group_tags),
     ]
     try:
         one_id = await ctx.one("one.secgroup.allocate", documents.template_text(template))

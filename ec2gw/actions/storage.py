@@ -4,8 +4,20 @@ A volume is a persistent DATABLOCK image marked `EBS_VOLUME=YES` (`vol-` + the i
 it is attached by hot-plugging it as a VM disk (`one.vm.attach`, `DISK=[IMAGE_ID, TARGET]`),
 so OpenNebula's own record of which VM uses the image (`VMS`) is the attachment. A snapshot
 is an image marked `EBS_SNAPSHOT=YES` (`snap-`): a clone of a detached volume, or the
-`one.vm.disksaveas` of an attached one. Markers are written with the whole template
-(append=0) right after the image is made; if that fails the new image is deleted again.
+`one.vm.disksaveas` of an attached one. A new volume's markers and tags are in the
+template it is allocated with; a made image gets them right after it is made (if that
+fails the image is deleted again), never by replacing the template of an image oned is
+still working on:
+
+- a saved disk (`one.vm.disksaveas`) gets them merged in (append=1): its template holds
+  oned's SAVE_AS_HOT, SAVED_VM_ID and SAVED_DISK_ID, which the image manager reads to start
+  the copy and end the VM's HOTPLUG_SAVEAS; replacing it would erase them;
+- a clone's template is a copy of its source's, whose EC2 facts and tags must go, so it is
+  written back whole once, as read right after the clone, without them and with the new
+  ones. oned's clone callback neither reads nor writes the template, so nothing is lost.
+
+Image templates are in replace mode (one attribute per name): tags are
+`EC2_TAG_<digest of the key>` vectors (`documents.TAGS`), never repeated vectors.
 """
 
 from __future__ import annotations
@@ -229,18 +241,43 @@ async def _delete_quietly(ctx: RequestContext, image_id: int) -> None:
         log.error("request_id=%s could not remove image %s", ctx.request_id, image_id)
 
 
-async def _mark(ctx: RequestContext, image_id: int, attributes: list[tuple[str, Any]]) -> None:
-    """Replace the template of an image just made (a clone or a saved disk) with
-    `attributes`; on failure remove the image, so nothing half-made stays behind."""
+# The attributes the gateway writes on an image; a clone drops those of its source.
+GATEWAY_ATTRIBUTES = frozenset(
+    {
+        VOLUME_MARKER,
+        SNAPSHOT_MARKER,
+        AVAILABILITY_ZONE,
+        VOLUME_TYPE,
+        CLIENT_TOKEN,
+        REQUEST_DIGEST,
+        FROM_SNAPSHOT,
+        FROM_VOLUME,
+        ATTACH_TIME,
+        DESCRIPTION,
+    }
+)
+
+
+def _inherited(element: documents.Element) -> bool:
+    return element.tag in GATEWAY_ATTRIBUTES or documents.TAGS.holds(element)
+
+
+async def _mark(
+    ctx: RequestContext, image_id: int, attributes: list[tuple[str, Any]], *, clone: bool
+) -> None:
+    """Write the EC2 facts of an image just made: merged into a saved disk's template,
+    into a clone's as read now without its source's (see the module docstring). On failure
+    remove the image, so nothing half-made stays behind."""
     try:
-        await ctx.one("one.image.update", image_id, documents.template_text(attributes), 0)
+        if clone:
+            image = await ctx.one_doc("one.image.info", image_id)
+            template = documents.rewritten(image.find("TEMPLATE"), _inherited, attributes)
+            await ctx.one("one.image.update", image_id, template, 0)
+        else:
+            await ctx.one("one.image.update", image_id, documents.template_text(attributes), 1)
     except BaseException:
         await _delete_quietly(ctx, image_id)
         raise
-
-
-def _tag_vectors(tags: dict[str, str]) -> list[tuple[str, Any]]:
-    return [(documents.TAG_ATTRIBUTE, {"KEY": k, "VALUE": v}) for k, v in tags.items()]
 
 
 # --- volumes -----------------------------------------------------------------------------
@@ -248,8 +285,9 @@ def _tag_vectors(tags: dict[str, str]) -> list[tuple[str, Any]]:
 
 @action(
     "CreateVolume",
-    opennebula="one.image.allocate of a persistent DATABLOCK (SIZE MB, EBS_VOLUME=YES); from "
-    "a snapshot one.image.clone + one.image.update + one.image.persistent",
+    opennebula="one.image.allocate of a persistent DATABLOCK (SIZE MB, EBS_VOLUME=YES, "
+    "EC2_TAG_* tags); from a snapshot one.image.clone + one.image.update + "
+    "one.image.persistent",
 )
 async def create_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     token = params.get("ClientToken")
@@ -309,7 +347,7 @@ async def _create_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[st
         (AVAILABILITY_ZONE, zone),
         (VOLUME_TYPE, volume_type),
         (REQUEST_DIGEST, idempotency.request_digest(params)),
-        *_tag_vectors(volume_tags),
+        *documents.tag_vectors(volume_tags),
     ]
     if params.get("ClientToken"):
         facts.append((CLIENT_TOKEN, params["ClientToken"]))
@@ -334,7 +372,9 @@ async def _create_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[st
     except OneError as err:
         raise _space_error(err, "Volume") from None
     prefix = _attr(snapshot, "DEV_PREFIX") or "vd"
-    await _mark(ctx, image_id, [("DEV_PREFIX", prefix), (FROM_SNAPSHOT, snapshot_id), *facts])
+    await _mark(
+        ctx, image_id, [("DEV_PREFIX", prefix), (FROM_SNAPSHOT, snapshot_id), *facts], clone=True
+    )
     try:
         await ctx.one("one.image.persistent", image_id, True)
     except BaseException:
@@ -647,8 +687,8 @@ async def _snapshot_of(
     (one.vm.disksaveas), then mark the new image as a snapshot."""
     name = f"ebs-snapshot-{secrets.token_hex(6)}"
     source_id = documents.integer(source, "ID")
+    users = _users(source) if _marked(source, VOLUME_MARKER) else []
     try:
-        users = _users(source) if _marked(source, VOLUME_MARKER) else []
         if users:
             (vm,) = await vms_by_ids(ctx, [ids.INSTANCE.encode(users[0])])
             disk = _disk_of(vm, source_id)
@@ -670,18 +710,19 @@ async def _snapshot_of(
         (SNAPSHOT_MARKER, "YES"),
         (FROM_VOLUME, volume_id),
         ("DEV_PREFIX", _attr(source, "DEV_PREFIX") or "vd"),
-        *_tag_vectors(snapshot_tags),
+        *documents.tag_vectors(snapshot_tags),
     ]
     if description:
         attributes.append((DESCRIPTION, description))
-    await _mark(ctx, image_id, attributes)
+    await _mark(ctx, image_id, attributes, clone=not users)
     return to_snapshot(await ctx.one_doc("one.image.info", image_id))
 
 
 @action(
     "CreateSnapshot",
-    opennebula="one.image.clone of a detached volume, one.vm.disksaveas of an attached one; "
-    "then one.image.update (EBS_SNAPSHOT=YES)",
+    opennebula="one.image.clone of a detached volume, then one.image.update of the clone's "
+    "template (EBS_SNAPSHOT=YES, tags); one.vm.disksaveas of an attached one, then "
+    "one.image.update merging them in (oned's SAVE_AS_HOT marks stay)",
 )
 async def create_snapshot(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     snapshot_tags = tag_rules.from_specifications(params.get("TagSpecifications"), "snapshot")
@@ -697,7 +738,8 @@ async def create_snapshot(ctx: RequestContext, params: dict[str, Any]) -> dict[s
 
 @action(
     "CopySnapshot",
-    opennebula="one.image.clone of the snapshot image, then one.image.update",
+    opennebula="one.image.clone of the snapshot image, then one.image.update of the clone's "
+    "template (its source's EC2 facts and tags replaced)",
 )
 async def copy_snapshot(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     region = await local_region(ctx)

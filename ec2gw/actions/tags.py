@@ -1,26 +1,28 @@
 """Tags on every taggable resource the gateway knows, kept on the OpenNebula object.
 
-Instances: `EC2_TAG` vectors in the VM's USER_TEMPLATE; AMIs, volumes and snapshots: in the
-image's TEMPLATE; security groups: in the group's TEMPLATE; Elastic IPs: in their
-reservation network's TEMPLATE; key pairs: in their vector on the user. A resource id's
-prefix says which it is.
+A tag is a vector attribute of its own, `EC2_TAG_<digest of the key> = [ KEY, VALUE ]`
+(`documents.TAGS`; repeated `EC2_TAG` vectors of earlier versions are still read), in the
+VM's USER_TEMPLATE for instances, the image's TEMPLATE for AMIs, volumes and snapshots,
+the group's TEMPLATE for security groups and the reservation network's TEMPLATE for Elastic
+IPs; key pairs keep theirs in their vector on the user. A resource id's prefix says which
+it is. CreateTags merges the new tags in (`*.update(..., 1)`): nothing is read back and
+written whole, so an image OpenNebula is still saving keeps the marks oned put on it;
+DeleteTags writes back the template read just before, without those tags.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ec2gw.actions import instance_view as view
-from ec2gw.actions import storage
+from ec2gw.actions import keypairs, storage
 from ec2gw.actions.addresses import address_of, my_addresses
 from ec2gw.actions.context import RequestContext, finish_dry_run
 from ec2gw.actions.images import is_ami
 from ec2gw.actions.instances import my_vms, vms_by_ids
-from ec2gw.actions.keypairs import KEY_PAIR_ATTRIBUTE
 from ec2gw.actions.registry import action
 from ec2gw.actions.security_groups import group_doc
 from ec2gw.ec2 import filters, ids, pages
@@ -32,29 +34,62 @@ from ec2gw.protocol.errors import EC2Error, missing_parameter, unauthorized
 
 @dataclass
 class Tagged:
-    """One resource's current tags and how to write new ones."""
+    """One resource's current tags and how to change them."""
 
     resource_id: str
     resource_type: str
     tags: dict[str, str]
-    write: Callable[[dict[str, str]], Awaitable[None]]
+    add: Callable[[dict[str, str]], Awaitable[None]]
+    remove: Callable[[set[str]], Awaitable[None]]
+
+
+def _on_template(
+    ctx: RequestContext,
+    resource_id: str,
+    resource_type: str,
+    method: str,
+    one_id: int,
+    template: documents.Element | None,
+) -> Tagged:
+    """Tags kept in a template that `method` (`one.<kind>.update`) updates."""
+
+    async def add(new: dict[str, str]) -> None:
+        await _update_as_caller(ctx, method, one_id, documents.tags_added(new), 1)
+
+    async def remove(keys: set[str]) -> None:
+        await _update_as_caller(ctx, method, one_id, documents.without_tags(template, keys), 0)
+
+    return Tagged(resource_id, resource_type, documents.tags(template), add, remove)
+
+
+async def _update_as_caller(
+    ctx: RequestContext, method: str, one_id: int, template: str, append: int
+) -> None:
+    """A refusal by OpenNebula is EC2's UnauthorizedOperation."""
+    try:
+        await ctx.one(method, one_id, template, append)
+    except OneError as err:
+        if err.code == AUTHORIZATION:
+            raise unauthorized() from None
+        raise
 
 
 async def _instance(ctx: RequestContext, resource_id: str) -> Tagged:
     (vm,) = await vms_by_ids(ctx, [resource_id])
-    vm_id = documents.integer(vm, "ID")
-    user_template = vm.find("USER_TEMPLATE")
-
-    async def write(new: dict[str, str]) -> None:
-        await ctx.one("one.vm.update", vm_id, documents.with_tags(user_template, new), 0)
-
-    return Tagged(resource_id, "instance", documents.tags(user_template), write)
+    return _on_template(
+        ctx,
+        resource_id,
+        "instance",
+        "one.vm.update",
+        documents.integer(vm, "ID"),
+        vm.find("USER_TEMPLATE"),
+    )
 
 
 def _image_kind(
     kind: ids.IdKind, resource_type: str, belongs: Callable[[documents.Element], bool]
 ) -> Callable[[RequestContext, str], Awaitable[Tagged]]:
-    """Tags of an image-backed resource (AMI, volume, snapshot): its TEMPLATE's EC2_TAGs."""
+    """Tags of an image-backed resource (AMI, volume, snapshot): in its TEMPLATE."""
 
     async def resolve_image(ctx: RequestContext, resource_id: str) -> Tagged:
         one_id = kind.decode(resource_id)
@@ -66,67 +101,53 @@ def _image_kind(
             raise
         if not belongs(image):
             raise kind.missing(resource_id)
-        template = image.find("TEMPLATE")
-
-        async def write(new: dict[str, str]) -> None:
-            await _update_as_caller(ctx, "one.image.update", one_id, template, new)
-
-        return Tagged(resource_id, resource_type, documents.tags(template), write)
+        return _on_template(
+            ctx, resource_id, resource_type, "one.image.update", one_id, image.find("TEMPLATE")
+        )
 
     return resolve_image
 
 
-async def _update_as_caller(
-    ctx: RequestContext, method: str, one_id: int, template: Any, new: dict[str, str]
-) -> None:
-    """Write the tags back; a refusal by OpenNebula is EC2's UnauthorizedOperation."""
-    try:
-        await ctx.one(method, one_id, documents.with_tags(template, new), 0)
-    except OneError as err:
-        if err.code == AUTHORIZATION:
-            raise unauthorized() from None
-        raise
-
-
 async def _security_group(ctx: RequestContext, resource_id: str) -> Tagged:
     group = await group_doc(ctx, resource_id)
-    one_id, template = documents.integer(group, "ID"), group.find("TEMPLATE")
-
-    async def write(new: dict[str, str]) -> None:
-        await _update_as_caller(ctx, "one.secgroup.update", one_id, template, new)
-
-    return Tagged(resource_id, "security-group", documents.tags(template), write)
+    return _on_template(
+        ctx,
+        resource_id,
+        "security-group",
+        "one.secgroup.update",
+        documents.integer(group, "ID"),
+        group.find("TEMPLATE"),
+    )
 
 
 async def _address(ctx: RequestContext, resource_id: str) -> Tagged:
     address = await address_of(ctx, resource_id)
     one_id = address["_vnet"]
     vnet = await ctx.one_doc("one.vn.info", one_id)
-    template = vnet.find("TEMPLATE")
-
-    async def write(new: dict[str, str]) -> None:
-        await _update_as_caller(ctx, "one.vn.update", one_id, template, new)
-
-    return Tagged(resource_id, "elastic-ip", documents.tags(template), write)
+    return _on_template(
+        ctx, resource_id, "elastic-ip", "one.vn.update", one_id, vnet.find("TEMPLATE")
+    )
 
 
 async def _key_pair(ctx: RequestContext, resource_id: str) -> Tagged:
     user = await ctx.one_doc("one.user.info", -1)
-    for vector in user.iterfind(f"TEMPLATE/{KEY_PAIR_ATTRIBUTE}"):
+    for vector in keypairs.vectors(user):
         if documents.text(vector, "ID") == resource_id:
             break
     else:
         raise EC2Error(
             "InvalidKeyPairID.NotFound", f"The key pair ID '{resource_id}' does not exist"
         )
-    current = json.loads(documents.text(vector, "TAGS") or "{}")
-    template = user.find("TEMPLATE")
+    current = keypairs.pair_tags(vector)
 
-    async def write(new: dict[str, str]) -> None:
-        vector.find("TAGS").text = json.dumps(new)
-        await ctx.one("one.user.update", ctx.uid, documents.template_xml(template), 0)
+    async def add(new: dict[str, str]) -> None:
+        await keypairs.write_pair_tags(ctx, vector, {**current, **new})
 
-    return Tagged(resource_id, "key-pair", current, write)
+    async def remove(keys: set[str]) -> None:
+        remaining = {k: v for k, v in current.items() if k not in keys}
+        await keypairs.write_pair_tags(ctx, vector, remaining)
+
+    return Tagged(resource_id, "key-pair", current, add, remove)
 
 
 _RESOLVERS: dict[str, Callable[[RequestContext, str], Awaitable[Tagged]]] = {
@@ -157,7 +178,8 @@ async def _targets(ctx: RequestContext, params: dict[str, Any]) -> list[Tagged]:
 @action(
     "CreateTags",
     opennebula="one.vm.update / one.image.update / one.secgroup.update / one.vn.update / "
-    "one.user.update: EC2_TAG vectors",
+    "one.user.update, merging an EC2_TAG_<digest of the key> = [KEY, VALUE] vector per tag "
+    "(a key pair's tags: its vector on the user)",
 )
 async def create_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     if not params.get("Tags"):
@@ -173,30 +195,31 @@ async def create_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
             )
     finish_dry_run(params)
     for target in targets:
-        await target.write({**target.tags, **new_tags})
+        await target.add(new_tags)
     return {}
 
 
 @action(
     "DeleteTags",
     opennebula="one.vm.update / one.image.update / one.secgroup.update / one.vn.update / "
-    "one.user.update without those EC2_TAGs",
+    "one.user.update: the template read just before, without those tags' vectors",
 )
 async def delete_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     targets = await _targets(ctx, params)
     finish_dry_run(params)
     doomed = params.get("Tags")
     for target in targets:
-        if not doomed:
-            remaining: dict[str, str] = {}
-        else:
-            remaining = dict(target.tags)
-            for tag in doomed:
-                key = tag.get("Key")
-                if key in remaining and ("Value" not in tag or tag["Value"] == remaining[key]):
-                    del remaining[key]
-        if remaining != target.tags:
-            await target.write(remaining)
+        keys = {
+            key
+            for key, value in target.tags.items()
+            if not doomed
+            or any(
+                tag.get("Key") == key and ("Value" not in tag or tag["Value"] == value)
+                for tag in doomed
+            )
+        }
+        if keys:
+            await target.remove(keys)
     return {}
 
 
@@ -245,12 +268,8 @@ async def describe_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str
         add(group_id, "security-group", documents.tags(group.find("TEMPLATE")))
     for address in addresses:
         add(address["AllocationId"], "elastic-ip", {t["Key"]: t["Value"] for t in address["Tags"]})
-    for vector in user.iterfind(f"TEMPLATE/{KEY_PAIR_ATTRIBUTE}"):
-        add(
-            documents.text(vector, "ID"),
-            "key-pair",
-            json.loads(documents.text(vector, "TAGS") or "{}"),
-        )
+    for vector in keypairs.vectors(user):
+        add(documents.text(vector, "ID"), "key-pair", keypairs.pair_tags(vector))
     found = filters.apply(
         found, params.get("Filters"), TAG_FILTERS, lambda t: {t["Key"]: t["Value"]}
     )

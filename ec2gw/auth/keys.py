@@ -1,10 +1,14 @@
 """EC2 access keys, kept on the OpenNebula user they belong to.
 
-The gateway stays stateless: each key is a vector attribute of the user's TEMPLATE,
-`EC2_ACCESS_KEY = [ ID, SECRET, CREATED, STATUS ]`, with SECRET encrypted (AES-GCM, the
-key id as associated data) under a key only the gateway holds, so neither the user nor an
-OpenNebula admin reading the template learns the secret. The key id embeds the owner's
-uid, so a lookup is one `one.user.info` call, never a scan of the user pool.
+The gateway stays stateless: each key is a vector attribute of its own on the user's
+TEMPLATE, `EC2_ACCESS_KEY_<key id> = [ ID, SECRET, CREATED, STATUS ]` (`documents.ACCESS_KEYS`:
+oned keeps user templates in replace mode, one attribute per name, so keys sharing one name
+would revoke each other), with SECRET encrypted (AES-GCM, the key id as associated data)
+under a key only the gateway holds, so neither the user nor an OpenNebula admin reading the
+template learns the secret. A key is added with a merge update, so concurrent creations
+keep each other; keys written by earlier versions as repeated `EC2_ACCESS_KEY` vectors are
+still read and deleted. The key id embeds the owner's uid, so a lookup is one
+`one.user.info` call, never a scan of the user pool.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from ec2gw.one.errors import NO_EXISTS, OneError
 from ec2gw.one.sessions import ServerCipherSessions
 
 KEY_PREFIX = "AKIA"
-TEMPLATE_ATTRIBUTE = "EC2_ACCESS_KEY"
+KEYS = documents.ACCESS_KEYS
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,7 @@ class KeyStore:
                 created=documents.integer(vector, "CREATED"),
                 status=documents.text(vector, "STATUS", "Active"),
             )
-            for vector in user.iterfind(f"TEMPLATE/{TEMPLATE_ATTRIBUTE}")
+            for vector in KEYS.read(user.find("TEMPLATE")).values()
         ]
 
     async def lookup(self, access_key_id: str) -> AccessKey | None:
@@ -154,9 +158,8 @@ class KeyStore:
         user = await self._user(uid)
         if user is None or documents.text(user, "ENABLED") != "1":
             return None
-        for vector in user.iterfind(f"TEMPLATE/{TEMPLATE_ATTRIBUTE}"):
-            if documents.text(vector, "ID") != access_key_id:
-                continue
+        vector = KEYS.read(user.find("TEMPLATE")).get(access_key_id)
+        if vector is not None:
             if documents.text(vector, "STATUS", "Active") != "Active":
                 return None
             secret = self._cipher.decrypt(documents.text(vector, "SECRET"), access_key_id)
@@ -177,18 +180,13 @@ class KeyStore:
         if element is None:
             raise UnknownUser(user)
         key_id, secret, created = new_access_key_id(uid), new_secret(), int(time.time())
-        template = element.find("TEMPLATE")
-        documents.add_vector(
-            template,
-            TEMPLATE_ATTRIBUTE,
-            {
-                "CREATED": str(created),
-                "ID": key_id,
-                "SECRET": self._cipher.encrypt(secret, key_id),
-                "STATUS": "Active",
-            },
-        )
-        await self._write_template(uid, template)
+        vector = {
+            "CREATED": str(created),
+            "ID": key_id,
+            "SECRET": self._cipher.encrypt(secret, key_id),
+            "STATUS": "Active",
+        }
+        await self._update(uid, KEYS.added([vector]), merge=True)
         self._cache.discard(key_id)
         return AccessKey(key_id, uid, documents.text(element, "NAME"), created, secret=secret)
 
@@ -205,20 +203,13 @@ class KeyStore:
         if element is None:
             return False
         template = element.find("TEMPLATE")
-        doomed = [
-            vector
-            for vector in template.iterfind(TEMPLATE_ATTRIBUTE)
-            if documents.text(vector, "ID") == access_key_id
-        ]
-        if not doomed:
+        if access_key_id not in KEYS.read(template):
             return False
-        for vector in doomed:
-            template.remove(vector)
-        await self._write_template(uid, template)
+        await self._update(uid, KEYS.without(template, [access_key_id]), merge=False)
         self._cache.discard(access_key_id)
         return True
 
-    async def _write_template(self, uid: int, template: documents.Element) -> None:
+    async def _update(self, uid: int, template: str, *, merge: bool) -> None:
         await self._one.call(
-            self._sessions.admin, "one.user.update", uid, documents.template_xml(template), 0
+            self._sessions.admin, "one.user.update", uid, template, 1 if merge else 0
         )
