@@ -34,16 +34,19 @@ TYPE_BITS = {
     "zone": (0x0000800000000000, "ZONE"),
     "secgroup": (0x0001000000000000, "SECGROUP"),
 }
-MARKETPLACE, MARKETPLACEAPP, VMGROUP, BACKUPJOB = (
+ACL, VDC, VROUTER = 0x0000080000000000, 0x0002000000000000, 0x0004000000000000
+MARKETPLACE, MARKETPLACEAPP, VMGROUP, VNTEMPLATE, BACKUPJOB = (
     0x0008000000000000,
     0x0010000000000000,
     0x0020000000000000,
+    0x0040000000000000,
     0x0100000000000000,
 )
 
 # Rule user / resource id parts.
 INDIVIDUAL, GROUP, ALL, CLUSTER = 0x100000000, 0x200000000, 0x400000000, 0x800000000
 ZONE_ALL = 0x400000000
+ZONE_0 = INDIVIDUAL  # `#0`: what `one.acl.addrule` gives a rule made without a zone
 
 
 @dataclass
@@ -58,31 +61,113 @@ class Rule:
         return [self.id, self.user, self.resource, self.rights, self.zone]
 
     def text(self) -> str:
-        """The human form oned puts in `<STRING>`, e.g. `@1 VM+IMAGE/* CREATE *`."""
-        who = _id_part(self.user, "@", "#")
+        """The human form oned puts in `<STRING>` (`AclRule::build_str`), e.g.
+        `@1 VM+IMAGE/* CREATE *`; a selector with no bit set reads `??`."""
         types = "+".join(n for bit, n in _all_types() if self.resource & bit)
-        what = _id_part(self.resource & 0xFFFFFFFFF, "@", "#")
         rights = "+".join(n for bit, n in OP_NAMES.items() if self.rights & bit)
-        zone = _id_part(self.zone, "@", "#")
+        zone = _selector(self.zone, ("#", INDIVIDUAL), ("*", ALL))
+        who = _selector(self.user, ("@", GROUP), ("#", INDIVIDUAL), ("*", ALL))
+        what = _selector(
+            self.resource, ("@", GROUP), ("#", INDIVIDUAL), ("%", CLUSTER), ("*", ALL)
+        )
         return f"{who} {types}/{what} {rights} {zone}"
+
+    def malformed(self) -> str:
+        """Why oned refuses the rule (`AclRule::malformed`), or "" when it is fine."""
+        return "; ".join(_malformed(self.user, self.resource, self.rights, self.zone))
 
 
 def _all_types() -> list[tuple[int, str]]:
+    """Every object type in the order oned lists them in a rule's string."""
     bits = [(bit, name) for bit, name in TYPE_BITS.values()]
+    bits += [(VDC, "VDC"), (VROUTER, "VROUTER")]
     bits += [(MARKETPLACE, "MARKETPLACE"), (MARKETPLACEAPP, "MARKETPLACEAPP")]
-    bits += [(VMGROUP, "VMGROUP"), (BACKUPJOB, "BACKUPJOB")]
+    bits += [(VMGROUP, "VMGROUP"), (VNTEMPLATE, "VNTEMPLATE"), (BACKUPJOB, "BACKUPJOB")]
     return sorted(set(bits))
 
 
-def _id_part(value: int, group: str, individual: str) -> str:
+def _selector(value: int, *kinds: tuple[str, int]) -> str:
     low = value & 0xFFFFFFFF
-    if value & ALL:
-        return "*"
-    if value & GROUP:
-        return f"{group}{low}"
-    if value & CLUSTER:
-        return f"%{low}"
-    return f"{individual}{low}"
+    for sign, bit in kinds:
+        if value & bit:
+            return "*" if sign == "*" else f"{sign}{low}"
+    return "??"
+
+
+def _signed_id(value: int) -> int:
+    low = value & 0xFFFFFFFF
+    return low - (1 << 32) if low & 0x80000000 else low
+
+
+_CLUSTER_TYPES = TYPE_BITS["datastore"][0] | TYPE_BITS["host"][0] | TYPE_BITS["vnet"][0]
+_NO_GROUP_TYPES = (
+    TYPE_BITS["host"][0] | TYPE_BITS["group"][0] | TYPE_BITS["cluster"][0] | TYPE_BITS["zone"][0]
+) | VDC
+_FEDERATED = TYPE_BITS["user"][0] | TYPE_BITS["group"][0] | TYPE_BITS["zone"][0] | ACL | VDC
+_ALL_TYPES = 0xFFFFFFF000000000
+_SELECTORS = 0xF00000000
+
+
+def _malformed(user: int, resource: int, rights: int, zone: int) -> list[str]:
+    """The checks of `AclRule::malformed`, in its order and words."""
+    out: list[str] = []
+    if user & INDIVIDUAL and user & GROUP:
+        out.append("[user] INDIVIDUAL (#) and GROUP (@) bits are exclusive")
+    if user & INDIVIDUAL and user & ALL:
+        out.append("[user] INDIVIDUAL (#) and ALL (*) bits are exclusive")
+    if user & GROUP and user & ALL:
+        out.append("[user] GROUP (@) and ALL (*) bits are exclusive")
+    if user & 0x700000000 == 0:
+        out.append("[user] is missing one of the INDIVIDUAL, GROUP or ALL bits")
+    if _signed_id(user) < 0:
+        out.append("[user] ID cannot be negative")
+    if user & ALL and _signed_id(user) != 0:
+        out.append("when using the ALL bit, [user] ID must be 0")
+    selector = resource & _SELECTORS
+    if any(resource & bit and selector != bit for bit in (INDIVIDUAL, GROUP, CLUSTER, ALL)):
+        out.append(
+            "[resource] INDIVIDUAL (#), GROUP (@), CLUSTER (%) and ALL (*) bits are exclusive"
+        )
+    types = resource & _ALL_TYPES
+    if resource & CLUSTER and types & ~_CLUSTER_TYPES & _ALL_TYPES:
+        out.append(
+            "[resource] CLUSTER(%) selector can be applied only to DATASTORE, HOST and NET types"
+        )
+    if resource & GROUP and types & _NO_GROUP_TYPES:
+        out.append(
+            "[resource] GROUP(@) selector cannot be applied to HOST, GROUP, CLUSTER, ZONE "
+            "or VDC types"
+        )
+    if selector == 0:
+        out.append("[resource] is missing one of the INDIVIDUAL, GROUP, CLUSTER or ALL bits")
+    if _signed_id(resource) < 0:
+        out.append("[resource] ID cannot be negative")
+    if resource & ALL and _signed_id(resource) != 0:
+        out.append("when using the ALL bit, [resource] ID must be 0")
+    if types == 0:
+        out.append("[resource] type is missing")
+    if resource & 0xFE80000000000000:
+        out.append("wrong [resource] type")
+    if rights == 0:
+        out.append("wrong [rights], it cannot be 0")
+    if rights > 0xF:
+        out.append("wrong [rights], it cannot be bigger than 0xF")
+    if zone & GROUP:
+        out.append("[zone] GROUP (@) bit is not supported")
+    if zone & INDIVIDUAL and zone & ALL:
+        out.append("[zone] INDIVIDUAL (#) and ALL (*) bits are exclusive")
+    if zone & 0x700000000 == 0:
+        out.append("[zone] is missing one of the INDIVIDUAL or ALL bits")
+    if _signed_id(zone) < 0:
+        out.append("[zone] ID cannot be negative")
+    if zone & ALL and _signed_id(zone) != 0:
+        out.append("when using the ALL bit, [zone] ID must be 0")
+    if zone & ALL and resource & INDIVIDUAL and types & ~_FEDERATED & _ALL_TYPES:
+        out.append(
+            "[resource] INDIVIDUAL(#) selector cannot be applied to ALL zones, except for "
+            "USER, GROUP and ZONE types"
+        )
+    return out
 
 
 def bootstrap_rules() -> list[Rule]:

@@ -94,7 +94,10 @@ def success(value: object) -> bytes:
 
 
 def failure(error: OneError) -> bytes:
-    return _array([False, error.message, error.code, error.obj_id, I8(-1)]).encode()
+    """oned fills the object id in only when the object is missing (`att.resp_id` is set
+    on the NO_EXISTS paths); every other failure carries -1."""
+    obj_id = error.obj_id if error.code == NO_EXISTS else -1
+    return _array([False, error.message, error.code, obj_id, I8(-1)]).encode()
 
 
 def fault(error: RpcFault) -> bytes:

@@ -147,6 +147,8 @@ def lines(node: Node, run: Run, path: str = "", in_template: bool = False) -> li
     head = f"{here} {kind(node.text)}{' cdata' if node.cdata else ''}"
     if in_template:
         return [f"{head} = {_template_value(node.tag, text)}"]
+    if node.tag == "USER" and path.endswith("ACL"):
+        return [head]
     if node.tag == "STRING" and path.endswith("ACL"):
         text = re.sub(rf"#{run.user_id}\b", "#<user>", text) if run.user_id >= 0 else text
         return [f"{head} = {text}"]

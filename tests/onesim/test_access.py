@@ -103,7 +103,7 @@ def test_isolation_between_users_in_different_groups(cloud: Cloud) -> None:
     # CLI); give it the same one as `users`.
     resources = 0x400000000 | 0x1000000000 | 0x8000000000 | 0x20000000000  # */VM+IMAGE+TEMPLATE
     rule = cloud.admin("one.acl.addrule", f"{0x200000000 | team:X}", f"{resources:X}", "8")
-    assert f"<STRING>@{team} VM+IMAGE+TEMPLATE/* CREATE *</STRING>" in cloud.admin("one.acl.info")
+    assert f"<STRING>@{team} VM+IMAGE+TEMPLATE/* CREATE #0</STRING>" in cloud.admin("one.acl.info")
     assert rule > 0
     a_vm = alice("one.vm.allocate", VM.format(name="a"))
     b_vm = bob("one.vm.allocate", VM.format(name="b"))
