@@ -235,12 +235,22 @@ def elastic_nic(vm: documents.Element) -> documents.Element | None:
     return next((n for n in vm.iterfind("TEMPLATE/NIC") if is_elastic(n)), None)
 
 
-def _groups(nic: dict[str, str], names: dict[int, str]) -> list[dict[str, str]]:
-    groups = [int(g) for g in nic.get("SECURITY_GROUPS", "").split(",") if g.isdigit()]
+def _groups(nics: list[dict[str, str]], names: dict[int, str]) -> list[dict[str, str]]:
+    """The security groups OpenNebula applies to these NICs (their SECURITY_GROUPS, which
+    include their networks'), each once, by id."""
+    groups = {
+        int(g) for nic in nics for g in nic.get("SECURITY_GROUPS", "").split(",") if g.isdigit()
+    }
     return [
         {"GroupId": ids.SECURITY_GROUP.encode(g), "GroupName": names.get(g) or str(g)}
-        for g in groups
+        for g in sorted(groups)
     ]
+
+
+def _with_elastic(nics: list[dict[str, str]], facts: _VmFacts) -> list[dict[str, str]]:
+    """The NICs and the Elastic IP's: EC2 shows the address on the primary interface, so
+    the groups filtering its traffic (on its own NIC in OpenNebula) belong there."""
+    return [*nics, facts.elastic] if facts.elastic is not None else nics
 
 
 def _association(facts: _VmFacts, owner: str) -> dict[str, Any] | None:
@@ -294,7 +304,9 @@ def _interfaces(facts: _VmFacts, zones: Zones) -> list[dict[str, Any]]:
                 "PrivateDnsName": dns,
                 "SourceDestCheck": True,
                 "InterfaceType": "interface",
-                "Groups": _groups(nic, facts.group_names),
+                "Groups": _groups(
+                    _with_elastic([nic], facts) if index == 0 else [nic], facts.group_names
+                ),
                 "Attachment": {
                     "AttachmentId": f"eni-attach-{vm_id:08x}{nic_id:09x}",
                     "DeviceIndex": index,
@@ -387,10 +399,7 @@ def _instance(facts: _VmFacts, zones: Zones) -> dict[str, Any]:
     root_prefix = (disks[0].get("DEV_PREFIX") or "vd") if disks else "vd"
     launched = _time(to_integer(top.get("STIME", "")))
     vcpus = max(1, to_integer(facts.vcpu, 1))
-    security_groups = list(
-        {g["GroupId"]: g for nic in nics for g in _groups(nic, facts.group_names)}.values()
-    )
-    security_groups.sort(key=lambda g: g["GroupId"])
+    security_groups = _groups(_with_elastic(nics, facts), facts.group_names)
     image_id = to_integer(disks[0].get("IMAGE_ID", ""), -1) if disks else -1
     network_id = to_integer(nics[0].get("NETWORK_ID", ""), -1) if nics else -1
     owner = ids.account_id(to_integer(top.get("UID", "")))

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from botocore.exceptions import ClientError
 
 from ec2gw.ec2 import ids
 from ec2gw.one import documents
@@ -141,6 +142,58 @@ def test_without_groups_the_instance_is_in_group_0(ec2, gateway, ami, networks, 
     subnet = {} if where == "seeded" else {"SubnetId": networks[where]}
     _, shown = _launch(ec2, gateway, ami, **subnet)
     assert shown == [[DEFAULT_GROUP]] * 4
+
+
+def test_the_elastic_ips_nic_groups_show_on_the_instance(ec2, gateway, ami, restrictive):
+    # The Elastic IP's NIC is on a reservation network, to which oned adds group 0 (as to
+    # every network it allocates): the public address is filtered by that NIC's groups.
+    (launched,) = ec2.run_instances(
+        ImageId=ami, MinCount=1, MaxCount=1, SecurityGroupIds=[restrictive]
+    )["Instances"]
+    instance_id = launched["InstanceId"]
+    ec2.get_waiter("instance_running").wait(
+        InstanceIds=[instance_id], WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    allocation_id = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    association_id = ec2.associate_address(AllocationId=allocation_id, InstanceId=instance_id)[
+        "AssociationId"
+    ]
+    try:
+        vm = documents.parse(gateway.one("one.vm.info", ids.INSTANCE.decode(instance_id)))
+        applied = sorted(
+            {
+                ids.SECURITY_GROUP.encode(int(g))
+                for nic in vm.iterfind("TEMPLATE/NIC")
+                for g in documents.text(nic, "SECURITY_GROUPS").split(",")
+                if g
+            }
+        )
+        instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
+            "Instances"
+        ][0]
+        assert sorted(g["GroupId"] for g in instance["SecurityGroups"]) == applied
+        (primary,) = instance["NetworkInterfaces"]
+        assert sorted(g["GroupId"] for g in primary["Groups"]) == applied
+        if gateway.backend.real:
+            assert applied == sorted([DEFAULT_GROUP, restrictive])
+    finally:
+        ec2.disassociate_address(AssociationId=association_id)
+        _release(ec2, allocation_id)
+        ec2.terminate_instances(InstanceIds=[instance_id])
+
+
+def _release(ec2, allocation_id: str) -> None:
+    """Release the address once oned has detached its NIC (a hotplug it finishes later)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            ec2.release_address(AllocationId=allocation_id)
+            return
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "InvalidIPAddress.InUse":
+                raise
+            assert time.monotonic() < deadline, "the address stayed in use"
+            time.sleep(1)
 
 
 def _check(gateway) -> list[str]:
