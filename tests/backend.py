@@ -40,7 +40,7 @@ from ec2gw.onesim import EmbeddedOpenNebula, Lifecycle
 ENDPOINT_VARIABLE = "EC2GW_TEST_OPENNEBULA"
 ONEADMIN_VARIABLE = "EC2GW_TEST_ONEADMIN_AUTH"
 SERVER_VARIABLE = "EC2GW_TEST_SERVER_AUTH"
-IMAGE_READY = 1
+IMAGE_USABLE = (1, 2)  # READY, USED
 
 
 def real_oned_endpoint() -> str | None:
@@ -151,7 +151,7 @@ async def _start_real(settings: Settings, data_dir: Path, endpoint: str) -> Back
 
 
 async def _images_ready(one: OneClient, admin: str, timeout: float = 120.0) -> None:
-    """oned's datastore driver copies a new image asynchronously: wait until it is READY."""
+    """oned's datastore driver copies a new image asynchronously: wait until it is usable."""
     deadline = time.monotonic() + timeout
     while True:
         pool = await one.call_document(admin, "one.imagepool.info", -2, -1, -1, -1)
@@ -159,11 +159,11 @@ async def _images_ready(one: OneClient, admin: str, timeout: float = 120.0) -> N
             documents.text(i, "NAME")
             for i in pool
             if documents.text(i, "NAME") in embedded.IMAGES
-            and documents.integer(i, "STATE") != IMAGE_READY
+            and documents.integer(i, "STATE") not in IMAGE_USABLE
         ]
         if not waiting:
             return
-        assert time.monotonic() < deadline, f"images not READY: {waiting}"
+        assert time.monotonic() < deadline, f"images not READY or USED: {waiting}"
         await asyncio.sleep(0.5)
 
 
