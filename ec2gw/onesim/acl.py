@@ -67,9 +67,7 @@ class Rule:
         rights = "+".join(n for bit, n in OP_NAMES.items() if self.rights & bit)
         zone = _selector(self.zone, ("#", INDIVIDUAL), ("*", ALL))
         who = _selector(self.user, ("@", GROUP), ("#", INDIVIDUAL), ("*", ALL))
-        what = _selector(
-            self.resource, ("@", GROUP), ("#", INDIVIDUAL), ("%", CLUSTER), ("*", ALL)
-        )
+        what = _selector(self.resource, ("@", GROUP), ("#", INDIVIDUAL), ("%", CLUSTER), ("*", ALL))
         return f"{who} {types}/{what} {rights} {zone}"
 
     def malformed(self) -> str:

@@ -268,7 +268,8 @@ def image(img: Obj) -> str:
         + cdata("FS", img["fs"])
         + e("SIZE", img["size"])
         + e("STATE", img["state"])
-        + e("PREV_STATE", img["prev_state"])
+        # oned stores an image with PREV_STATE = STATE (`set_prev_state` on every update).
+        + e("PREV_STATE", img["state"])
         + e("RUNNING_VMS", len(img["vms"]))
         + e("CLONING_OPS", img["cloning_ops"])
         + e("CLONING_ID", img["cloning_id"])

@@ -52,7 +52,9 @@ def oned() -> Cloud:
 def onesim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     """The embedded OpenNebula set up as oned.sh's fresh cloud: a dummy host
     `dummy-host-0`, datastores 0-2, cluster 0, security group 0."""
-    sim = EmbeddedOpenNebula(Path(tmp_path_factory.mktemp("differential")), lifecycle=Lifecycle())
+    sim = EmbeddedOpenNebula(
+        Path(tmp_path_factory.mktemp("differential")), lifecycle=Lifecycle(delete=0.02)
+    )
     sim.start()
     cloud = Cloud("onesim", sim.url, sim.oneadmin_session, sim.server_user, sim.server_secret)
     cloud.call(cloud.admin_session, "one.host.allocate", "dummy-host-0", "dummy", "dummy", -1)

@@ -47,6 +47,7 @@ def _network(side: Side, what: str, extra: str = "") -> int:
     )
     vid = side.ok(side.admin("one.vn.allocate", text, -1))
     side.made("VNET_POOL", vid, lambda: _delete_vnet(side, vid))
+    side.wait("one.vn.info", vid, "STATE", {"1"})  # LOCK_CREATE until the IPAM driver answers
     side.ok(side.admin("one.vn.chmod", vid, *SHARE))
     return vid
 

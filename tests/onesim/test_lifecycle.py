@@ -20,6 +20,78 @@ def state(one: One, vm_id: int) -> tuple[int, int]:
     return pick("STATE"), pick("LCM_STATE")
 
 
+def wait_for(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def image_state(one: One, image_id: int) -> int:
+    return int(one("one.image.info", image_id).split("<STATE>", 1)[1].split("<", 1)[0])
+
+
+def test_hot_saveas_copies_only_a_marked_image(cloud: Cloud) -> None:
+    """A disk saved from a RUNNING VM: the VM is HOTPLUG_SAVEAS and the image LOCKED with
+    SAVE_AS_HOT; the copy starts when the driver answers, only if the mark is still there.
+    A template replaced in between (update append=0) leaves the image READY but never
+    copied, and the VM in HOTPLUG_SAVEAS for good: no detach, poweroff or terminate."""
+    vm = cloud.admin("one.template.instantiate", 0, "", False, "", False)
+    saved = cloud.admin("one.vm.disksaveas", vm, 0, "saved", "", -1)
+    assert state(cloud.admin, vm) == (3, 26)
+    doc = cloud.admin("one.vm.info", vm)
+    assert "<HOTPLUG_SAVE_AS_ACTIVE><![CDATA[YES]]>" in doc
+    image = cloud.admin("one.image.info", saved)
+    assert "<STATE>4</STATE>" in image and "<SAVE_AS_HOT><![CDATA[YES]]>" in image
+    cloud.admin("one.image.update", saved, 'EC2_AMI = "YES"', 1)  # append keeps the mark
+    wait_for(lambda: state(cloud.admin, vm) == (3, 3))
+    image = cloud.admin("one.image.info", saved)
+    assert "<STATE>1</STATE>" in image and "SAVE_AS_HOT" not in image
+    assert "HOTPLUG_SAVE_AS" not in cloud.admin("one.vm.info", vm)
+
+    stuck = cloud.admin("one.vm.disksaveas", vm, 0, "stuck", "", -1)
+    cloud.admin("one.image.update", stuck, 'EC2_AMI = "YES"', 0)  # the mark is erased
+    wait_for(lambda: image_state(cloud.admin, stuck) == 1)
+    time.sleep(0.5)
+    assert state(cloud.admin, vm) == (3, 26)
+    assert "<FORMAT><![CDATA[save_as]]>" in cloud.admin("one.image.info", stuck)
+    for method, args, text in (
+        ("one.vm.detach", (vm, 0), f"Could not detach disk from VM {vm}, wrong state"),
+        ("one.vm.action", ("poweroff", vm), "not available for state HOTPLUG_SAVEAS"),
+        ("one.vm.action", ("terminate-hard", vm), f"Could not terminate VM {vm}, wrong"),
+        ("one.vm.disksaveas", (vm, 0, "again", "", -1), "VM has to be RUNNING"),
+    ):
+        assert text in cloud.admin.error(method, *args)[1]
+    cloud.admin("one.vm.recover", vm, 3)  # only oneadmin's delete gets it out
+    assert state(cloud.admin, vm) == (6, 0)
+
+
+def test_deletes_are_asynchronous(tmp_path: Path) -> None:
+    """With `Lifecycle.delete`, a deleted image shows DELETE (7) and a deleted network
+    LOCK_DELETE (3, no address ranges, its parent's leases still held) until it goes."""
+    sim = start_sim(tmp_path / "one", Lifecycle(delete=0.3))
+    try:
+        admin = One(sim.url, sim.oneadmin_session)
+        seed(admin)
+        image = admin("one.image.allocate", 'NAME = "gone"\nPATH = "/x"', 1)
+        eip = admin("one.vn.reserve", 0, 'NAME = "eip"\nSIZE = 1')
+        admin("one.image.delete", image, False)
+        admin("one.vn.delete", eip)
+        assert image_state(admin, image) == 7
+        doc = admin("one.vn.info", eip)
+        assert "<STATE><![CDATA[3]]></STATE>" in doc or "<STATE>3</STATE>" in doc
+        assert "<AR>" not in doc
+        assert "Can not remove a Virtual Network, wrong state LOCK_DELETE" in admin.error(
+            "one.vn.delete", eip
+        )[1]
+        assert "<VNET><![CDATA[1]]></VNET>" in admin("one.vn.info", 0)
+        wait_for(lambda: admin.raw("one.image.info", image)[0] is False)
+        wait_for(lambda: admin.raw("one.vn.info", eip)[0] is False)
+        assert "<VNET><![CDATA[1]]></VNET>" not in admin("one.vn.info", 0)
+    finally:
+        sim.stop()
+
+
 def test_running_when_allocate_returns(cloud: Cloud) -> None:
     vm = cloud.admin("one.vm.allocate", VM.format(name="a", cpu=1, memory=128))
     assert state(cloud.admin, vm) == (3, 3)
@@ -257,6 +329,9 @@ def test_update_resize_attach_and_saveas(cloud: Cloud) -> None:
     assert "<USED_LEASES>0</USED_LEASES>" in cloud.admin("one.vn.info", 0)
     image = cloud.admin("one.vm.disksaveas", vm, 0, "snapshot-image", "", -1)
     assert "<NAME>snapshot-image</NAME>" in cloud.admin("one.image.info", image)
+    assert state(cloud.admin, vm) == (3, 27)  # HOTPLUG_SAVEAS_POWEROFF until the copy is done
+    wait_for(lambda: state(cloud.admin, vm) == (8, 0))
+    assert "<STATE>1</STATE>" in cloud.admin("one.image.info", image)
     snap = cloud.admin("one.vm.disksnapshotcreate", vm, 0, "s1")
     assert "<SNAPSHOTS>" in cloud.admin("one.vm.info", vm)
     cloud.admin("one.vm.disksnapshotdelete", vm, 0, snap)

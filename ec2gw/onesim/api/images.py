@@ -147,15 +147,11 @@ def image_delete(cloud: Cloud, caller: Caller, method: str, iid: int, force: boo
     if image["vms"]:
         raise OneError(
             ACTION,
-            f"[{method}] Cannot delete image. Cannot delete image {iid}, it is being used by "
-            f"{len(image['vms'])} VMs",
+            f"[{method}] Cannot delete image. There are {len(image['vms'])} VMs using it.",
             iid,
         )
-    ds = cloud.pools["datastore"].get(image["datastore_id"])
-    if ds and iid in ds["images"]:
-        ds["images"].remove(iid)
-        cloud.touch("datastore", ds)
-    cloud.remove("image", iid)
+    if image["state"] != 7:
+        cloud.delete_later("image", image, 7)  # DELETE until the datastore driver answers
     return iid
 
 

@@ -133,6 +133,13 @@ def vn_update(
 @rpc("one.vn.delete", "i")
 def vn_delete(cloud: Cloud, caller: Caller, method: str, vid: int) -> int:
     vn = cloud.fetch(caller, "vnet", vid, MANAGE, method)
+    if vn["state"] in (2, 3, 4):
+        name = {2: "LOCK_CREATE", 3: "LOCK_DELETE", 4: "DONE"}[vn["state"]]
+        raise OneError(
+            ACTION,
+            f"[{method}] Cannot delete virtual network. Can not remove a Virtual Network, "
+            f"wrong state {name}",
+        )
     if any(ar["leases"] for ar in vn["ars"]):
         raise OneError(
             ACTION,
@@ -140,20 +147,10 @@ def vn_delete(cloud: Cloud, caller: Caller, method: str, vid: int) -> int:
             "with leases in use",
             vid,
         )
-    for cid in vn["clusters"]:
-        cluster = cloud.pools["cluster"].get(cid)
-        if cluster and vid in cluster["vnets"]:
-            cluster["vnets"].remove(vid)
-            cloud.touch("cluster", cluster)
-    parent = vn.get("parent_network_id")
-    if parent != "" and int(parent) in cloud.pools["vnet"]:
-        pvn = cloud.pools["vnet"][int(parent)]
-        for ar in pvn["ars"]:
-            for idx, lease in list(ar["leases"].items()):
-                if lease == {"kind": "vnet", "id": vid}:
-                    del ar["leases"][idx]
-        cloud.touch("vnet", pvn)
-    cloud.remove("vnet", vid)
+    # `VirtualNetworkDelete::drop`: the address ranges go now, the network waits in
+    # LOCK_DELETE for the IPAM driver; its parent's leases are freed after that.
+    vn["ars"] = []
+    cloud.delete_later("vnet", vn, 3)
     return vid
 
 

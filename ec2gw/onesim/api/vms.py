@@ -653,8 +653,12 @@ def vm_action(cloud: Cloud, caller: Caller, method: str, action: str, vid: int) 
         ):
             cloud.close_history(vm, action, caller)
             cloud.finish(vm)
-        else:
-            raise wrong_state(method, action, vm)
+        elif state != st.DONE:  # terminating a DONE VM does nothing, successfully
+            raise OneError(
+                ACTION,
+                f'[{method}] Error performing action "{action}": Could not terminate VM {vid}, '
+                f"wrong state {st.state_name(vm)}.",
+            )
     elif action in ("undeploy", "undeploy-hard"):
         if running:
             cloud.close_history(vm, action, caller)
@@ -812,20 +816,20 @@ def vm_resize(
 
 
 def hotplug_state(method: str, vm: Obj, what: str) -> None:
+    """`what` in oned's words, e.g. "attach a new disk to" (DispatchManager::attach)."""
     if not (
         vm["state"] == st.POWEROFF or (vm["state"] == st.ACTIVE and vm["lcm_state"] == st.RUNNING)
     ):
         raise OneError(
             ACTION,
-            f"[{method}] Could not {what} on VM {vm['id']}, wrong state {st.state_name(vm)}.",
-            vm["id"],
+            f"[{method}] Could not {what} VM {vm['id']}, wrong state {st.state_name(vm)}.",
         )
 
 
 @rpc("one.vm.attach", "is")
 def vm_attach(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) -> int:
     vm = cloud.fetch(caller, "vm", vid, MANAGE, method)
-    hotplug_state(method, vm, "attach a new disk")
+    hotplug_state(method, vm, "attach a new disk to")
     new = parse(text, method)
     disks = new.vectors("DISK")
     if len(disks) != 1:
@@ -865,7 +869,7 @@ def _hotplugged(cloud: Cloud, vm: Obj, lcm_state: int) -> int:
 @rpc("one.vm.detach", "ii")
 def vm_detach(cloud: Cloud, caller: Caller, method: str, vid: int, disk_id: int) -> int:
     vm = cloud.fetch(caller, "vm", vid, MANAGE, method)
-    hotplug_state(method, vm, "detach disk")
+    hotplug_state(method, vm, "detach disk from")
     tmpl = Template.from_json(vm["template"])
     disks = tmpl.vectors("DISK")
     target = next((d for d in disks if d.get("DISK_ID") == str(disk_id)), None)
@@ -883,7 +887,7 @@ def vm_diskresize(
 ) -> int:
     """Grow a disk (`VirtualMachineDiskResize`); a persistent image grows with it."""
     vm = cloud.fetch(caller, "vm", vid, MANAGE, method)
-    hotplug_state(method, vm, "resize disk")
+    hotplug_state(method, vm, "resize disk for")
     tmpl = Template.from_json(vm["template"])
     disk = next((d for d in tmpl.vectors("DISK") if d.get("DISK_ID") == str(disk_id)), None)
     if disk is None:
@@ -906,7 +910,7 @@ def vm_diskresize(
 @rpc("one.vm.attachnic", "is")
 def vm_attachnic(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) -> int:
     vm = cloud.fetch(caller, "vm", vid, MANAGE, method)
-    hotplug_state(method, vm, "attach a new NIC")
+    hotplug_state(method, vm, "add a new NIC to")
     new = parse(text, method)
     nics = new.vectors("NIC")
     if len(nics) != 1:
@@ -931,7 +935,7 @@ def vm_attachnic(cloud: Cloud, caller: Caller, method: str, vid: int, text: str)
 @rpc("one.vm.detachnic", "ii")
 def vm_detachnic(cloud: Cloud, caller: Caller, method: str, vid: int, nic_id: int) -> int:
     vm = cloud.fetch(caller, "vm", vid, MANAGE, method)
-    hotplug_state(method, vm, "detach NIC")
+    hotplug_state(method, vm, "detach NIC from")
     tmpl = Template.from_json(vm["template"])
     target = next((n for n in tmpl.vectors("NIC") if n.get("NIC_ID") == str(nic_id)), None)
     if target is None:
@@ -953,11 +957,13 @@ def vm_disksaveas(
     img_type: str,
     snap_id: int,
 ) -> int:
+    """A new LOCKED image marked SAVE_AS_HOT (with SAVED_VM_ID etc.), the VM in
+    HOTPLUG_SAVEAS(_POWEROFF/_SUSPENDED) and its disk marked; the copy itself is
+    `Cloud.saveas_step`, after the datastore driver answers."""
+    lc = cloud.lifecycle
     vm = cloud.fetch(caller, "vm", vid, MANAGE, method)
-    if not (
-        vm["state"] in (st.POWEROFF, st.SUSPENDED)
-        or (vm["state"] == st.ACTIVE and vm["lcm_state"] == st.RUNNING)
-    ):
+    saving_lcm = st.SAVEAS_STATES.get((vm["state"], vm["lcm_state"]))
+    if saving_lcm is None:
         raise OneError(
             INTERNAL, f"[{method}] VM has to be RUNNING, POWEROFF or SUSPENDED to save disks.", vid
         )
@@ -989,7 +995,11 @@ def vm_disksaveas(
     new_tmpl.replace("SAVED_VM_ID", str(vid))
     new_tmpl.replace("SAVE_AS_HOT", "YES")
     image = new_image(cloud, caller, method, new_tmpl, ds, size, "", IMAGE_TYPES[type_name], False)
-    image["path"] = ""
+    image.update(path="", format="save_as", saveas="mkfs", due=time.time() + lc.saveas)
+    disk["HOTPLUG_SAVE_AS_ACTIVE"] = "YES"
+    disk["HOTPLUG_SAVE_AS_SNAPSHOT_ID"] = str(snap_id)
+    vm["template"] = tmpl.to_json()
+    cloud.set_state(vm, st.ACTIVE, saving_lcm)
     return image["id"]
 
 
@@ -1065,7 +1075,13 @@ def vm_recover(cloud: Cloud, caller: Caller, method: str, vid: int, op: int) -> 
     if op == 3:
         if vm["state"] == st.DONE:
             raise OneError(ACTION, f"[{method}] VM is already DONE", vid)
-        cloud.close_history(vm, "recover", caller)
+        # `DispatchManager::delete_vm`: recorded as a delete; a disk being saved is let go.
+        cloud.close_history(vm, "delete", caller)
+        tmpl = Template.from_json(vm["template"])
+        for disk in tmpl.vectors("DISK"):
+            for key in [k for k in disk if k.startswith("HOTPLUG_SAVE_AS")]:
+                del disk[key]
+        vm["template"] = tmpl.to_json()
         cloud.finish(vm)
     elif op == 4:
         cloud.release_resources(vm)
