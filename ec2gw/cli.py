@@ -223,6 +223,15 @@ def _group_ids(value: str) -> list[int]:
     return [int(g) for g in value.split(",") if g.strip().isdigit()]
 
 
+def subnet_networks(vnets: Element, public_network: str) -> list[Element]:
+    """The networks of a vnet pool the gateway offers as subnets: all but the public
+    network of Elastic IPs and its reservations."""
+    from ec2gw.actions.vpc import is_public, network_named
+
+    public_id = network_named(vnets, public_network)
+    return [v for v in vnets.iterfind("VNET") if not is_public(v, public_id)]
+
+
 def open_networks(vnets: Element, groups: Element, public_network: str) -> list[str]:
     """Warnings for the subnets whose NICs are open to all inbound traffic.
 
@@ -230,7 +239,6 @@ def open_networks(vnets: Element, groups: Element, public_network: str) -> list[
     address ranges' SECURITY_GROUPS to every NIC on it: an instance there is in those
     groups too, whatever groups it is launched with.
     """
-    from ec2gw.actions.vpc import is_public, network_named
     from ec2gw.ec2 import ids
     from ec2gw.one import documents
 
@@ -239,11 +247,8 @@ def open_networks(vnets: Element, groups: Element, public_network: str) -> list[
         for g in groups.iterfind("SECURITY_GROUP")
         if allows_all_inbound(g)
     }
-    public_id = network_named(vnets, public_network)
     warnings = []
-    for vnet in vnets.iterfind("VNET"):
-        if is_public(vnet, public_id):
-            continue
+    for vnet in subnet_networks(vnets, public_network):
         vnet_id = documents.integer(vnet, "ID")
         network = f"network {documents.text(vnet, 'NAME')!r} ({ids.SUBNET.encode(vnet_id)})"
         # (what sets the groups, its SECURITY_GROUPS, how to set them to `rest`)
@@ -251,8 +256,8 @@ def open_networks(vnets: Element, groups: Element, public_network: str) -> list[
             (
                 network,
                 documents.text(vnet, "TEMPLATE/SECURITY_GROUPS"),
-                f"one.vn.update({vnet_id}, 'SECURITY_GROUPS=\"{{rest}}\"', 1) (merge), "
-                f"or onevnet update {vnet_id}",
+                f"one.vn.update({vnet_id}, 'SECURITY_GROUPS=\"{{rest}}\"', 1), i.e. "
+                f'onevnet update {vnet_id} FILE --append with SECURITY_GROUPS="{{rest}}" in FILE',
             )
         ]
         for ar in vnet.iterfind("AR_POOL/AR"):
@@ -263,7 +268,7 @@ def open_networks(vnets: Element, groups: Element, public_network: str) -> list[
                     documents.text(ar, "SECURITY_GROUPS"),
                     f"one.vn.update_ar({vnet_id}, "
                     f"'AR=[AR_ID={ar_id}, SECURITY_GROUPS=\"{{rest}}\"]'), "
-                    f"or onevnet updatear {vnet_id} {ar_id}",
+                    f"i.e. onevnet updatear {vnet_id} {ar_id}",
                 )
             )
         for place, value, fix in places:
@@ -271,10 +276,11 @@ def open_networks(vnets: Element, groups: Element, public_network: str) -> list[
             for group in (g for g in present if g in open_groups):
                 rest = ",".join(str(g) for g in present if g != group)
                 warnings.append(
-                    f"{place} puts every instance on it in security group {group} "
+                    f"{place} puts every instance launched on it in security group {group} "
                     f"{open_groups[group]!r}, which allows all inbound traffic, whatever "
                     f"groups it is launched with. Fix: take {group} out of its "
-                    f"SECURITY_GROUPS: {fix.format(rest=rest)}"
+                    f"SECURITY_GROUPS: {fix.format(rest=rest)} (instances launched before "
+                    "keep the group)"
                 )
     return warnings
 
@@ -346,10 +352,10 @@ async def _check(settings: Settings) -> list[CheckLine]:
         ]
         lines.append(_line(bool(amis), f"OS images (AMIs): {len(amis)}: {', '.join(amis[:10])}"))
         vnets = await one.call_document(session, "one.vnpool.info", -2, -1, -1)
-        nets = [documents.text(v, "NAME") for v in vnets.iterfind("VNET")]
+        public = settings.gateway.public_network
+        nets = [documents.text(v, "NAME") for v in subnet_networks(vnets, public)]
         lines.append(_line(bool(nets), f"networks (subnets): {', '.join(nets) or 'none'}"))
         secgroups = await one.call_document(session, "one.secgrouppool.info", -2, -1, -1)
-        public = settings.gateway.public_network
         lines += [(WARNING, w) for w in open_networks(vnets, secgroups, public)]
         templates = await one.call_document(session, "one.templatepool.info", -2, -1, -1)
         types = sorted(
