@@ -465,9 +465,7 @@ async def _launch(ctx: RequestContext, params: dict[str, Any], token: str | None
     hardware.append(("CONTEXT", context))
     if cluster is not None:
         hardware.append(("SCHED_REQUIREMENTS", f"CLUSTER_ID = {cluster}"))
-    tag_vectors = [
-        (documents.TAG_ATTRIBUTE, {"KEY": k, "VALUE": v}) for k, v in instance_tags.items()
-    ]
+    tag_vectors = documents.tag_vectors(instance_tags)
     name = instance_tags.get("Name", "")
 
     created: list[int] = []
