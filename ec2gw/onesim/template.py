@@ -27,19 +27,25 @@ _QUOTED_ONED = re.compile(r'"((?:[^"]|\\")*?)(?<!\\)"', re.S)
 
 
 class Template:
-    """An ordered multimap of OpenNebula attributes."""
+    """An ordered multimap of OpenNebula attributes.
 
-    def __init__(self, attrs: Iterable[Attr] = ()) -> None:
-        self.attrs: list[Attr] = [(n.upper(), _copy(v)) for n, v in attrs]
+    In replace mode (oned's image and user templates, `Template(true, ...)`) setting an
+    attribute first erases every attribute of that name, so one per name is kept: the last.
+    """
+
+    def __init__(self, attrs: Iterable[Attr] = (), replace_mode: bool = False) -> None:
+        self.replace_mode = replace_mode
+        self.attrs: list[Attr] = []
+        for n, v in attrs:
+            self.set(n, v)
 
     # --- construction -------------------------------------------------------------------
 
     @classmethod
-    def parse(cls, text: str) -> Template:
+    def parse(cls, text: str, replace_mode: bool = False) -> Template:
         """Parse either syntax, as `Template::parse_str_or_xml` does (XML iff first char `<`)."""
-        if text.startswith("<"):
-            return cls.parse_xml(text)
-        return cls.parse_text(text)
+        parsed = cls.parse_xml(text) if text.startswith("<") else cls.parse_text(text)
+        return cls(parsed.attrs, replace_mode) if replace_mode else parsed
 
     @classmethod
     def parse_text(cls, text: str) -> Template:
@@ -64,7 +70,7 @@ class Template:
         return cls(attrs)
 
     def copy(self) -> Template:
-        return Template(self.attrs)
+        return Template(self.attrs, self.replace_mode)
 
     # --- access -------------------------------------------------------------------------
 
@@ -103,6 +109,12 @@ class Template:
     def add(self, name: str, value: Value) -> None:
         self.attrs.append((name.upper(), _copy(value)))
 
+    def set(self, name: str, value: Value) -> None:
+        """`Template::set`: add, after erasing the same name in replace mode."""
+        if self.replace_mode:
+            self.erase(name)
+        self.add(name, value)
+
     def replace(self, name: str, value: Value) -> None:
         """Set `name` to a single occurrence of `value`."""
         self.erase(name)
@@ -115,10 +127,13 @@ class Template:
         return removed
 
     def merge(self, other: Template) -> None:
-        """`update(..., append=1)`: attributes of `other` replace those with the same name."""
+        """`Template::merge` (update append=1): every name in `other` is erased, then its
+        attributes are set; a vector with no members only erases."""
         for name in other.names():
             self.erase(name)
-        self.attrs.extend((n, _copy(v)) for n, v in other.attrs)
+        for name, value in other.attrs:
+            if not (isinstance(value, dict) and not value):
+                self.set(name, value)
 
     # --- output -------------------------------------------------------------------------
 
@@ -142,8 +157,8 @@ class Template:
         return [[n, v] for n, v in self.attrs]
 
     @classmethod
-    def from_json(cls, data: list) -> Template:
-        return cls((n, v) for n, v in data)
+    def from_json(cls, data: list, replace_mode: bool = False) -> Template:
+        return cls(((n, v) for n, v in data), replace_mode)
 
 
 def attr_xml(name: str, value: Value) -> str:

@@ -96,9 +96,9 @@ def dispatch(cloud: Cloud, method: str, params: tuple) -> Any:
             cloud.flush()
 
 
-def parse(text: str, method: str) -> Template:
+def parse(text: str, method: str, replace_mode: bool = False) -> Template:
     try:
-        return Template.parse(text)
+        return Template.parse(text, replace_mode)
     except TemplateError as err:
         raise OneError(INTERNAL, f"[{method}] {err}") from None
 
@@ -111,10 +111,18 @@ def api_error(method: str, text: str) -> OneError:
     return OneError(XML_RPC_API, f"[{method}] {text}")
 
 
-def update_template(obj: Obj, text: str, append: int, method: str, key: str = "template") -> None:
-    new = parse(text, method)
+# Object kinds whose templates oned keeps in replace mode (ImageTemplate, UserTemplate).
+REPLACE_MODE = {"image", "user"}
+
+
+def update_template(
+    obj: Obj, text: str, append: int, method: str, key: str = "template", kind: str = ""
+) -> None:
+    """`one.<kind>.update`: replace the template (0) or merge into it (1)."""
+    replace_mode = kind in REPLACE_MODE
+    new = parse(text, method, replace_mode)
     if append == 1:
-        merged = Template.from_json(obj.get(key, []))
+        merged = Template.from_json(obj.get(key, []), replace_mode)
         merged.merge(new)
         new = merged
     obj[key] = new.to_json()

@@ -85,7 +85,7 @@ def new_image(
 def image_allocate(
     cloud: Cloud, caller: Caller, method: str, text: str, ds_id: int, skip: bool = False
 ) -> int:
-    tmpl = parse(text, method)
+    tmpl = parse(text, method, replace_mode=True)  # an ImageTemplate: one per name
     ds = cloud.fetch(caller, "datastore", ds_id, USE, method)
     cloud.authorize(caller, "image", None, CREATE, method)
     if ds["type"] == 1:
@@ -136,7 +136,7 @@ def image_update(
     cloud: Cloud, caller: Caller, method: str, iid: int, text: str, append: int = 0
 ) -> int:
     image = cloud.fetch(caller, "image", iid, MANAGE, method)
-    update_template(image, text, append, method)
+    update_template(image, text, append, method, kind="image")
     cloud.touch("image", image)
     return iid
 

@@ -87,7 +87,7 @@ def user_update(
     cloud: Cloud, caller: Caller, method: str, uid: int, text: str, append: int = 0
 ) -> int:
     user = fetch_user(cloud, caller, uid, MANAGE, method)
-    update_template(user, text, append, method)
+    update_template(user, text, append, method, kind="user")
     cloud.touch("user", user)
     return user["id"]
 
