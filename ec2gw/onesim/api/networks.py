@@ -50,6 +50,19 @@ def make_ar(spec: dict[str, str], ar_id: int, method: str, error) -> Obj:
     return {"ar_id": ar_id, "attrs": attrs, "leases": {}}
 
 
+def split_groups(text: str) -> set[int]:
+    """`one_util::split_unique` of a SECURITY_GROUPS list (what does not parse is skipped)."""
+    return {int(g) for g in text.split(",") if g.strip().isdigit()}
+
+
+def join_groups(*lists: str) -> str:
+    """The union of SECURITY_GROUPS lists, as oned writes a `set<int>`: sorted, unique."""
+    groups: set[int] = set()
+    for text in lists:
+        groups |= split_groups(text)
+    return ",".join(str(g) for g in sorted(groups))
+
+
 @rpc("one.vn.allocate", "si")
 def vn_allocate(cloud: Cloud, caller: Caller, method: str, text: str, cid: int) -> int:
     tmpl = parse(text, method)
@@ -76,9 +89,10 @@ def vn_allocate(cloud: Cloud, caller: Caller, method: str, text: str, cid: int) 
         "BRIDGE_TYPE": "linux",
         "OUTER_VLAN_ID": "",
         "PHYDEV": "",
-        "SECURITY_GROUPS": "0",
         "VLAN_ID": "",
     }
+    # `VirtualNetwork::parse_template`: the default security group 0 is always added.
+    tmpl.replace("SECURITY_GROUPS", join_groups(tmpl.get("SECURITY_GROUPS") or "", "0"))
     for key, value in defaults.items():
         if not tmpl.has(key):
             tmpl.add(key, value)

@@ -20,6 +20,7 @@ from ec2gw.onesim.api.base import (
 )
 from ec2gw.onesim.api.images import IMAGE_STATE_NAMES, IMAGE_TYPE_NAMES, IMAGE_TYPES, new_image
 from ec2gw.onesim.api.infra import infra
+from ec2gw.onesim.api.networks import join_groups
 from ec2gw.onesim.cloud import OBJECT_NAMES, Cloud, new_uuid, now
 from ec2gw.onesim.rpc import (
     ACTION,
@@ -249,7 +250,6 @@ def expand_nics(
                 "NETWORK": vn["name"],
                 "NETWORK_ID": str(vn["id"]),
                 "NIC_ID": str(nic_id),
-                "SECURITY_GROUPS": vt.get("SECURITY_GROUPS", "0"),
                 "TARGET": f"one-{vm_id}-{nic_id}",
                 "VN_MAD": vt.get("VN_MAD", ""),
             }
@@ -265,6 +265,13 @@ def expand_nics(
             for key, value in nic.items():
                 if key not in ("NETWORK", "NETWORK_ID", "NETWORK_UNAME", "NETWORK_UID"):
                     filled[key] = value
+            # `VirtualNetwork::nic_attribute`: the NIC's groups, the network's and its
+            # address range's, all together.
+            filled["SECURITY_GROUPS"] = join_groups(
+                nic.get("SECURITY_GROUPS", ""),
+                vt.get("SECURITY_GROUPS") or "",
+                ar["attrs"].get("SECURITY_GROUPS", ""),
+            )
             if "NETWORK_UNAME" in nic:
                 filled["NETWORK_UNAME"] = nic["NETWORK_UNAME"]
             nic.clear()
