@@ -60,6 +60,13 @@ KINDS = tuple(OBJECT_NAMES)
 # First id of objects created after bootstrap (oned reserves 0–99 for system objects).
 FIRST_ID = {"group": 100, "cluster": 100, "datastore": 100, "zone": 100, "secgroup": 100}
 
+# The default security group's DESCRIPTION (`SecurityGroupPool`).
+DEFAULT_SG_DESCRIPTION = (
+    "The default security group is added to every network. Use it to add default filter "
+    "rules for your networks. You may remove this security group from any network by "
+    "updating its properties."
+)
+
 SCHED_RETRY = 1.0  # seconds between scheduling attempts of a VM that did not fit
 
 
@@ -242,7 +249,8 @@ class Cloud:
                 **self.owned(0, "default", Caller(0, 0, {0}, "oneadmin", "oneadmin")),
                 # `SecurityGroupPool`: uma u-- u--, every user may use the default group.
                 "perms": [1, 1, 1, 1, 0, 0, 1, 0, 0],
-                "template": [["DESCRIPTION", ""]] + [["RULE", r] for r in rules],
+                "template": [["DESCRIPTION", DEFAULT_SG_DESCRIPTION]]
+                + [["RULE", r] for r in rules],
             },
         )
         self.next_ids["secgroup"] = 100

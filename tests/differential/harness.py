@@ -23,6 +23,15 @@ from tests.differential.normalize import Run, parse, reply_lines
 Reply = list | dict
 
 
+SWEEP = (
+    ("one.imagepool.info", "IMAGE", "one.image.delete"),
+    ("one.vnpool.info", "VNET", "one.vn.delete"),
+    ("one.secgrouppool.info", "SECURITY_GROUP", "one.secgroup.delete"),
+    ("one.templatepool.info", "VMTEMPLATE", "one.template.delete"),
+)
+SWEEP_ARGS = {"one.image.delete": (True,)}
+
+
 class StepFailed(Exception):
     """A call the rest of the scenario needs did not succeed."""
 
@@ -118,10 +127,20 @@ class Side:
         return uid
 
     def cleanup(self) -> None:
+        """Undo what the run made, then sweep what an unexpected success left (any object
+        whose name carries the run's token)."""
         for undo in reversed(self.undo):
             with contextlib.suppress(Exception):  # best effort: the next one may still work
                 undo()
         self.undo.clear()
+        for pool, root, delete in SWEEP:
+            reply = self.quiet("admin", pool, -2, -1, -1)
+            if not isinstance(reply, list) or reply[0] is not True:
+                continue
+            for item in parse(reply[1]).children:
+                fields = {c.tag: c.text for c in item.children if c.leaf}
+                if self.run.token in fields.get("NAME", "") and item.tag == root:
+                    self.quiet("admin", delete, int(fields["ID"]), *SWEEP_ARGS.get(delete, ()))
 
     # --- waiting ------------------------------------------------------------------------
 

@@ -130,9 +130,28 @@ def _template_value(name: str, value: str) -> str:
     return value
 
 
-def lines(node: Node, run: Run, path: str = "", in_template: bool = False) -> list[str]:
+# Lists of the VMs (or images...) using an object: only comparable on the run's objects.
+ID_LISTS = {
+    "VMS",
+    "UPDATED_VMS",
+    "OUTDATED_VMS",
+    "UPDATING_VMS",
+    "ERROR_VMS",
+    "IMAGES",
+    "CLONES",
+    "HOSTS",
+    "DATASTORES",
+    "VNETS",
+    "USERS",
+    "ADMINS",
+}
+
+
+def lines(
+    node: Node, run: Run, path: str = "", in_template: bool = False, shared: bool = False
+) -> list[str]:
     here = f"{path}/{node.tag}" if path else node.tag
-    if OPAQUE.search(here) and not in_template:
+    if (OPAQUE.search(here) or (shared and node.tag in ID_LISTS)) and not in_template:
         return [f"{here} (opaque)"]
     if not node.leaf or (not path and node.tag in POOL_ROOTS):
         out: list[str] = []
@@ -140,15 +159,18 @@ def lines(node: Node, run: Run, path: str = "", in_template: bool = False) -> li
         if not path and node.tag in POOL_ROOTS:
             children = [c for c in children if _ours(c, node.tag, run)]
         inside = in_template or node.tag in TEMPLATE_ROOTS
+        if (not path and node.tag not in POOL_ROOTS) or path in POOL_ROOTS:
+            # an object: are its VM / image lists this run's to compare?
+            shared = not _ours(node, path or f"{node.tag}_POOL", run)
         for child in children:
-            out += lines(child, run, here, inside)
+            out += lines(child, run, here, inside, shared)
         return out + [f"{here} end"]
     text = run.text(node.text)
     head = f"{here} {kind(node.text)}{' cdata' if node.cdata else ''}"
     if in_template:
         return [f"{head} = {_template_value(node.tag, text)}"]
     if node.tag == "USER" and path.endswith("ACL"):
-        return [head]
+        return [f"{here} hex"]  # the user's id, in hex
     if node.tag == "STRING" and path.endswith("ACL"):
         text = re.sub(rf"#{run.user_id}\b", "#<user>", text) if run.user_id >= 0 else text
         return [f"{head} = {text}"]

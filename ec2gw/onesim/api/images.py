@@ -90,11 +90,13 @@ def image_allocate(
     cloud.authorize(caller, "image", None, CREATE, method)
     if ds["type"] == 1:
         raise allocate_error(
-            "image", method, "New images cannot be allocated in a system datastore."
+            "image",
+            method,
+            "New images can only be allocated in a files or image datastore.",
         )
     name = tmpl.get("NAME") or ""
     if not name:
-        raise allocate_error("image", method, "No NAME in template.")
+        raise allocate_error("image", method, "Invalid NAME, it cannot be empty")
     type_name = (tmpl.get("TYPE") or "OS").upper()
     if type_name not in IMAGE_TYPES:
         raise allocate_error("image", method, f"Unknown type {type_name}.")

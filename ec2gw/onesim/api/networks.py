@@ -20,6 +20,7 @@ from ec2gw.onesim.api.infra import cluster_of
 from ec2gw.onesim.cloud import Cloud
 from ec2gw.onesim.rpc import (
     ACTION,
+    INTERNAL,
     OneError,
 )
 from ec2gw.onesim.template import Template
@@ -77,7 +78,7 @@ def vn_allocate(cloud: Cloud, caller: Caller, method: str, text: str, cid: int) 
         raise error("No NAME in template.")
     vn_mad = tmpl.get("VN_MAD") or ""
     if not vn_mad:
-        raise error("VN_MAD is mandatory.")
+        raise OneError(INTERNAL, f"[{method}] No VN_MAD in template for Virtual Network.")
     if vn_mad in ("dummy", "fw") and not tmpl.get("BRIDGE"):
         raise error("BRIDGE is mandatory for driver dummy.")
     cloud.check_name("vnet", name, caller.uid, method)

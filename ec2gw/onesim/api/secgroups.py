@@ -15,6 +15,7 @@ from ec2gw.onesim.api.base import (
 from ec2gw.onesim.cloud import Cloud
 from ec2gw.onesim.rpc import (
     ACTION,
+    INTERNAL,
     OneError,
 )
 from ec2gw.onesim.template import Template
@@ -26,12 +27,14 @@ def check_rules(tmpl: Template, method: str, kind_error) -> None:
     for rule in tmpl.vectors("RULE"):
         protocol = rule.get("PROTOCOL", "").upper()
         if protocol not in _PROTOCOLS:
-            raise kind_error(f"Invalid PROTOCOL {protocol}")
+            raise kind_error(
+                "Wrong PROTOCOL in rule. Valid options: TCP, UDP, ICMP, ICMPV6, IPSEC, ALL."
+            )
         if rule.get("RULE_TYPE", "").upper() not in ("INBOUND", "OUTBOUND"):
-            raise kind_error("Invalid RULE_TYPE")
+            raise kind_error("Wrong RULE_TYPE in rule. Valid options: INBOUND, OUTBOUND.")
         rule["PROTOCOL"], rule["RULE_TYPE"] = protocol, rule["RULE_TYPE"].upper()
         if "RANGE" in rule and protocol not in ("TCP", "UDP"):
-            raise kind_error("RANGE is not supported for this protocol")
+            raise kind_error("RANGE is supported only for TCP and UDP protocols.")
 
 
 @rpc("one.secgroup.allocate", "s")
@@ -40,7 +43,7 @@ def secgroup_allocate(cloud: Cloud, caller: Caller, method: str, text: str) -> i
     cloud.authorize(caller, "secgroup", None, CREATE, method)
     name = tmpl.get("NAME") or ""
     if not name:
-        raise allocate_error("secgroup", method, "No NAME in template.")
+        raise OneError(INTERNAL, f"[{method}] Invalid NAME, it cannot be empty")
     check_rules(tmpl, method, lambda text: allocate_error("secgroup", method, text))
     cloud.check_name("secgroup", name, caller.uid, method)
     tmpl.erase("NAME")
@@ -68,7 +71,9 @@ def secgroup_update(
 ) -> int:
     obj = cloud.fetch(caller, "secgroup", sid, MANAGE, method)
     new = parse(text, method)
-    check_rules(new, method, lambda text: OneError(ACTION, f"[{method}] {text}", sid))
+    check_rules(
+        new, method, lambda text: OneError(INTERNAL, f"[{method}] Cannot update template. {text}")
+    )
     update_template(obj, new.to_text(), append, method)
     cloud.touch("secgroup", obj)
     return sid
