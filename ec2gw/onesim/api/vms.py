@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ec2gw.onesim import acl, documents, dummy
 from ec2gw.onesim import states as st
@@ -96,7 +97,7 @@ def find_by_id_or_name(
             raise allocate_error("vm", method, f"Wrong {id_key} {spec[id_key]}.") from None
         obj = cloud.pools[kind].get(oid)
         if obj is None:
-            raise allocate_error("vm", method, f"{word} {oid} does not exist.")
+            raise allocate_error("vm", method, f"{word} with ID: {spec[id_key]} does not exist")
         return obj
     name = spec.get(key, "")
     owner = caller.uid
@@ -108,7 +109,14 @@ def find_by_id_or_name(
     for obj in cloud.pools[kind].values():
         if obj["name"] == name and obj["uid"] == owner:
             return obj
-    raise allocate_error("vm", method, f'{word} "{name}" does not exist.')
+    # `VirtualNetworkPool::get_nic_by_name`, `ImagePool::get_disk_by_name`
+    what, where = ("a network", "NIC") if kind == "vnet" else ("an image", "DISK")
+    raise allocate_error(
+        "vm",
+        method,
+        f"User {owner} does not own {what} with name: {name} . Set {key}_UNAME or {key}_UID "
+        f"of owner in {where}.",
+    )
 
 
 def expand_disks(
@@ -847,7 +855,8 @@ def vm_attach(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) ->
     context = tmpl.vector("CONTEXT")
     if context is not None and context.get("DISK_ID", "").isdigit():
         next_id = max(next_id, int(context["DISK_ID"]) + 1)
-    filled = expand_disks(cloud, caller, Template([("DISK", disks[0])]), vid, method, next_id)
+    with _as_action(method):
+        filled = expand_disks(cloud, caller, Template([("DISK", disks[0])]), vid, method, next_id)
     disk, image = filled[0]
     taken = {d.get("TARGET") for d in existing}
     if disk.get("TARGET") in taken:
@@ -863,6 +872,19 @@ def vm_attach(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) ->
     vm["template"] = tmpl.to_json()
     cloud.close_history(vm, "disk-attach", caller)
     return _hotplugged(cloud, vm, st.HOTPLUG)
+
+
+@contextlib.contextmanager
+def _as_action(method: str) -> Iterator[None]:
+    """A hotplug's disk or NIC that cannot be filled is an ACTION failure on oned, with the
+    reason alone (not "Error allocating a new virtual machine.")."""
+    try:
+        yield
+    except OneError as err:
+        if err.code != ALLOCATE:
+            raise
+        reason = err.message.split("Error allocating a new virtual machine. ", 1)[-1]
+        raise OneError(ACTION, f"[{method}] {reason}") from None
 
 
 def _hotplugged(cloud: Cloud, vm: Obj, lcm_state: int) -> int:
@@ -881,7 +903,9 @@ def vm_detach(cloud: Cloud, caller: Caller, method: str, vid: int, disk_id: int)
     disks = tmpl.vectors("DISK")
     target = next((d for d in disks if d.get("DISK_ID") == str(disk_id)), None)
     if target is None:
-        raise OneError(ACTION, f"[{method}] VM {vid}: DISK {disk_id} does not exist.", vid)
+        raise OneError(
+            ACTION, f"[{method}] Could not detach disk with DISK_ID {disk_id}, it does not exist."
+        )
     tmpl.attrs = [(n, v) for n, v in tmpl.attrs if v is not target]
     cloud.release_image(target, vid)
     vm["template"] = tmpl.to_json()
@@ -930,7 +954,8 @@ def vm_attachnic(cloud: Cloud, caller: Caller, method: str, vid: int, text: str)
         if vm["uid"] in cloud.pools["user"]
         else caller
     )
-    filled = expand_nics(cloud, vm_caller, Template([("NIC", nics[0])]), vid, method, next_id)
+    with _as_action(method):
+        filled = expand_nics(cloud, vm_caller, Template([("NIC", nics[0])]), vid, method, next_id)
     tmpl.add("NIC", filled[0])
     for rule in security_rules(cloud, Template([("NIC", filled[0])])):
         if rule not in tmpl.vectors("SECURITY_GROUP_RULE"):
@@ -946,7 +971,9 @@ def vm_detachnic(cloud: Cloud, caller: Caller, method: str, vid: int, nic_id: in
     tmpl = Template.from_json(vm["template"])
     target = next((n for n in tmpl.vectors("NIC") if n.get("NIC_ID") == str(nic_id)), None)
     if target is None:
-        raise OneError(ACTION, f"[{method}] VM {vid}: NIC {nic_id} does not exist.", vid)
+        raise OneError(
+            ACTION, f"[{method}] Could not detach NIC with NIC_ID {nic_id}, it does not exist."
+        )
     tmpl.attrs = [(n, v) for n, v in tmpl.attrs if v is not target]
     cloud.release_resources(vm, nics=[target])
     vm["template"] = tmpl.to_json()
