@@ -20,6 +20,7 @@ class GatewaySettings:
     zone_id: int = 0
     region_name: str = ""
     terminated_visible_seconds: int = 3600
+    terminate_wait_seconds: float = 5.0
     rate_limit: float = 50.0
     rate_burst: float = 100.0
     log_json: bool = False

@@ -581,6 +581,50 @@ async def reboot_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[
     return {}
 
 
+# oned's DispatchManager::terminate: the states it terminates from (any other ACTIVE one,
+# a transient PROLOG, BOOT, hotplug, migration, save..., is "wrong state").
+_TERMINABLE_STATES = {0, 1, 2, 4, 5, 6, 8, 9, 10, 11}  # INIT ... CLONING_FAILURE, DONE
+_TERMINABLE_LCM = {3, 12, 16} | {  # RUNNING, SHUTDOWN (with terminate-hard), UNKNOWN
+    lcm for lcm, (name, _) in states.LCM_STATES.items() if name.endswith("_FAILURE")
+}
+_ALREADY_TERMINATING_LCM = {11, 23}  # EPILOG, CLEANUP_DELETE: on their way to DONE
+TERMINATE_POLL_SECONDS = 0.2
+
+
+def _terminable(vm: documents.Element) -> bool:
+    raw_state, lcm = _lcm(vm)
+    return raw_state in _TERMINABLE_STATES or (
+        raw_state == states.ACTIVE and lcm in _TERMINABLE_LCM
+    )
+
+
+async def _terminate(ctx: RequestContext, vm: documents.Element, deadline: float) -> dict:
+    """Terminate one VM, first waiting (until `deadline`) for a transient state oned
+    refuses to end, as EC2 terminates pending instances; IncorrectInstanceState if the
+    VM does not get to a state oned accepts in time."""
+    instance_id, vm_id = view.instance_id(vm), documents.integer(vm, "ID")
+    before = view.state_of(vm)
+    while True:
+        raw_state, lcm = _lcm(vm)
+        if raw_state == states.DONE:
+            return _change(instance_id, before, states.TERMINATED)
+        if raw_state == states.ACTIVE and lcm in _ALREADY_TERMINATING_LCM:
+            return _change(instance_id, before, states.SHUTTING_DOWN)
+        if _terminable(vm):
+            graceful = raw_state == states.ACTIVE and lcm in (3, 16)
+            try:
+                one_action = "terminate" if graceful else "terminate-hard"
+                await ctx.one("one.vm.action", one_action, vm_id)
+                return _change(instance_id, before, states.SHUTTING_DOWN)
+            except OneError as err:  # it moved on in between: look again
+                if err.code != ACTION:
+                    raise
+        if time.monotonic() >= deadline:
+            raise _incorrect(instance_id, "terminated")
+        await asyncio.sleep(TERMINATE_POLL_SECONDS)
+        vm = await ctx.one_doc("one.vm.info", vm_id)
+
+
 @action(
     "TerminateInstances",
     opennebula='one.vm.action("terminate") when running, "terminate-hard" otherwise',
@@ -595,17 +639,14 @@ async def terminate_instances(ctx: RequestContext, params: dict[str, Any]) -> di
                 "'disableApiTermination' instance attribute and try again.",
             )
     finish_dry_run(params)
-    changes = []
-    for vm in vms:
-        state = view.state_of(vm)
-        raw_state, lcm = _lcm(vm)
-        if raw_state == states.DONE:
-            changes.append(_change(view.instance_id(vm), state, state))
-            continue
-        graceful = raw_state == states.ACTIVE and lcm in (3, 16)
-        await _act(ctx, "terminate" if graceful else "terminate-hard", vm, "terminated")
-        changes.append(_change(view.instance_id(vm), state, states.SHUTTING_DOWN))
-    return {"TerminatingInstances": changes}
+    deadline = time.monotonic() + ctx.settings.gateway.terminate_wait_seconds
+    results = await asyncio.gather(
+        *(_terminate(ctx, vm, deadline) for vm in vms), return_exceptions=True
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return {"TerminatingInstances": results}
 
 
 # --- status and attributes ---------------------------------------------------------------

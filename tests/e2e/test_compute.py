@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from botocore.exceptions import ClientError
@@ -145,6 +148,60 @@ def test_run_describe_and_lifecycle(gateway, ec2, ami):
     ec2.get_waiter("instance_terminated").wait(InstanceIds=ids, WaiterConfig={"Delay": 1})
     gone = ec2.describe_instances(InstanceIds=ids)["Reservations"][0]["Instances"]
     assert {i["State"]["Name"] for i in gone} == {"terminated"}
+
+
+@contextmanager
+def slow_boot(gateway, seconds: float) -> Iterator[None]:
+    """On the embedded OpenNebula, PROLOG and BOOT take `seconds` each (a real oned takes
+    its own 1-2 s; nothing to change there)."""
+    sim = gateway.backend.sim
+    if sim is None:
+        yield
+        return
+    before = sim.cloud.lifecycle
+    sim.cloud.lifecycle = dataclasses.replace(before, prolog=seconds, boot=seconds)
+    try:
+        yield
+    finally:
+        sim.cloud.lifecycle = before
+
+
+def _lcm_state(gateway, instance_id: str) -> str:
+    vm = gateway.one("one.vm.info", ids.INSTANCE.decode(instance_id))
+    return vm.split("<LCM_STATE>")[1].split("<")[0]
+
+
+def test_terminate_pending_instances(gateway, ec2, ami):
+    """EC2 terminates pending instances; oned refuses a VM in PROLOG or BOOT, so the gateway
+    waits for it to get to RUNNING (all the request's VMs together), then terminates."""
+    with slow_boot(gateway, 0.6):
+        launched = _ids(ec2.run_instances(ImageId=ami, MinCount=3, MaxCount=3))
+        if not gateway.backend.real:  # on a real oned: whatever state it is in by now
+            assert {_lcm_state(gateway, i) for i in launched} <= {"1", "2"}  # PROLOG, BOOT
+        terminating = ec2.terminate_instances(InstanceIds=launched)["TerminatingInstances"]
+    assert sorted(t["InstanceId"] for t in terminating) == sorted(launched)
+    assert {t["PreviousState"]["Name"] for t in terminating} == {"pending"}
+    assert {t["CurrentState"]["Name"] for t in terminating} <= {"shutting-down", "terminated"}
+    ec2.get_waiter("instance_terminated").wait(
+        InstanceIds=launched, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+    )
+
+
+@pytest.mark.embedded_only  # holds a VM in BOOT longer than the wait: the simulator's delays
+def test_terminate_gives_up_on_an_instance_that_stays_pending(gateway, ec2, ami):
+    with slow_boot(gateway, 1.5):
+        (instance_id,) = _ids(ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1))
+        impatient = gateway.variant(gateway__terminate_wait_seconds=0.3)
+        with impatient as other, pytest.raises(ClientError) as err:
+            other.client().terminate_instances(InstanceIds=[instance_id])
+        assert error_of(err) == ("IncorrectInstanceState", 400)
+        (state,) = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
+            "Instances"
+        ]
+        assert state["State"]["Name"] == "pending"
+        terminating = ec2.terminate_instances(InstanceIds=[instance_id])["TerminatingInstances"]
+    assert terminating[0]["CurrentState"]["Name"] == "shutting-down"
+    ec2.get_waiter("instance_terminated").wait(InstanceIds=[instance_id], WaiterConfig={"Delay": 1})
 
 
 def test_client_token_makes_one_reservation(ec2, ami):
