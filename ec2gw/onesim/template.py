@@ -219,13 +219,13 @@ class _TextParser:
     def value(self) -> str:
         """A quoted (may span lines, `\\"` unescaped) or an unquoted string."""
         rest_of_line = self.text[self.pos :].split("\n", 1)[0]
-        if self.text.startswith('"', self.pos):
-            m = _QUOTED_ONED.match(self.text, self.pos)
-            if not m:
-                raise self.error("unterminated string")
-            self.pos = m.end()
-            raw = m.group(1)
+        quoted = _QUOTED_ONED.match(self.text, self.pos) if rest_of_line[:1] == '"' else None
+        if quoted:
+            self.pos = quoted.end()
+            raw = quoted.group(1)
         else:
+            # an unterminated quote is no error: oned's lexer takes `"1` as a bare word,
+            # quote included (template_parser.l, rule <VALUE>{STRING})
             m = _UNQUOTED.match(self.text, self.pos)
             if not m:
                 return ""

@@ -19,6 +19,7 @@ from ec2gw.onesim.api.base import (
 from ec2gw.onesim.cloud import Cloud, sha256
 from ec2gw.onesim.rpc import (
     ACTION,
+    INTERNAL,
     NO_EXISTS,
     OneError,
 )
@@ -36,6 +37,26 @@ def fetch_user(cloud: Cloud, caller: Caller, uid: int, op: int, method: str) -> 
 
 
 _BAD_NAME = set(" :\t\n\v\f\r")
+_BAD_USER_NAME = "&|:\\\";/'#{}$<>\t\n\v\f\r :"  # PoolObjectSQL's and User's
+_BAD_PASSWORD = " \t\n\v\f\r"
+
+
+def _password_problem(password: str) -> str:
+    """`User::pass_is_valid`'s message, or ''."""
+    if not password:
+        return "Invalid password, it cannot be empty"
+    bad = next((c for c in password if c in _BAD_PASSWORD), None)
+    return f"Invalid password, character '{bad}' is not allowed" if bad else ""
+
+
+def _name_problem(name: str) -> str:
+    """`PoolObjectSQL::name_is_valid`'s message for a user name, or ''."""
+    if not name:
+        return "Invalid NAME, it cannot be empty"
+    bad = next((c for c in name if c in _BAD_USER_NAME), None)
+    if bad:
+        return f"Invalid NAME, char '{bad}' is not allowed"
+    return "Invalid NAME, max length is 128 chars" if len(name) > 128 else ""
 
 
 @rpc("one.user.allocate", "sssA", 3)
@@ -55,13 +76,14 @@ def user_allocate(
         cloud.get("group", gid, method)
     cloud.authorize(caller, "user", None, CREATE, method)
     driver = driver or "core"
-    if not name or any(c in _BAD_NAME for c in name):
-        raise allocate_error("user", method, "Invalid NAME, it cannot contain spaces or ':'.")
-    if driver == "core" and (not password or any(c.isspace() for c in password)):
-        raise allocate_error(
-            "user", method, "Invalid password, it must be non-empty without spaces."
-        )
-    cloud.check_name("user", name, None, method)
+    # UserPool::allocate's errors are INTERNAL failures with its message alone
+    # (UserAllocate::pool_allocate): password, then name, then duplicates
+    problem = (_password_problem(password) if driver == "core" else "") or _name_problem(name)
+    if problem:
+        raise OneError(INTERNAL, f"[{method}] {problem}.")
+    for user in cloud.pools["user"].values():
+        if user["name"] == name:
+            raise OneError(INTERNAL, f"[{method}] NAME is already taken by USER {user['id']}.")
     stored = sha256(password) if driver == "core" else password
     user = cloud.add_user(cloud.new_id("user"), name, stored, driver, groups)
     user["gname"] = cloud.pools["group"][groups[0]]["name"]

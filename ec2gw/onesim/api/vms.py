@@ -792,6 +792,15 @@ def vm_resize(
     cloud: Cloud, caller: Caller, method: str, vid: int, text: str, enforce: bool = False
 ) -> int:
     vm = cloud.fetch(caller, "vm", vid, MANAGE, method)
+    new = parse(text, method)
+    # the values are checked before the state, as INTERNAL failures
+    # (VirtualMachineResize::request_execute; the state is DispatchManager::resize's)
+    if new.get("CPU") is not None and not _positive_float(new.get("CPU")):
+        raise OneError(INTERNAL, f"[{method}] CPU must be a positive float or integer value.", vid)
+    if new.get("MEMORY") is not None and not _positive_int(new.get("MEMORY")):
+        raise OneError(INTERNAL, f"[{method}] MEMORY must be a positive integer value.", vid)
+    if new.get("VCPU") is not None and not _positive_int(new.get("VCPU")):
+        raise OneError(INTERNAL, f"[{method}] VCPU must be a positive integer value.", vid)
     allowed = (st.PENDING, st.HOLD, st.POWEROFF, st.UNDEPLOYED, st.CLONING, st.CLONING_FAILURE)
     if vm["state"] not in allowed and not (
         vm["state"] == st.ACTIVE and vm["lcm_state"] == st.RUNNING
@@ -799,14 +808,7 @@ def vm_resize(
         raise OneError(
             ACTION, f"[{method}] Resize action is not available for state {st.state_name(vm)}", vid
         )
-    new = parse(text, method)
     tmpl = Template.from_json(vm["template"])
-    if new.get("CPU") is not None and not _positive_float(new.get("CPU")):
-        raise OneError(ACTION, f"[{method}] CPU must be a positive float or integer value.", vid)
-    if new.get("MEMORY") is not None and not _positive_int(new.get("MEMORY")):
-        raise OneError(ACTION, f"[{method}] MEMORY must be a positive integer value.", vid)
-    if new.get("VCPU") is not None and not _positive_int(new.get("VCPU")):
-        raise OneError(ACTION, f"[{method}] VCPU must be a positive integer value.", vid)
     d_cpu = float(new.get("CPU") or tmpl.get("CPU")) - float(tmpl.get("CPU"))
     d_mem = float(new.get("MEMORY") or tmpl.get("MEMORY")) - float(tmpl.get("MEMORY"))
     cloud.check_vm_quota(
