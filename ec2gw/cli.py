@@ -285,6 +285,30 @@ def open_networks(vnets: Element, groups: Element, public_network: str) -> list[
     return warnings
 
 
+CHECK_IMAGES_LISTED = 20
+
+
+def _images_line(images: Element) -> CheckLine:
+    """The AMIs the cloud offers: its own (owner oneadmin, EC2's `amazon`) by name, the
+    first CHECK_IMAGES_LISTED of them; the users' own AMIs only counted (a busy cloud has
+    many, and they are not the operator's catalogue)."""
+    from ec2gw.actions.images import CLOUD_OWNER_UID, is_ami
+    from ec2gw.one import documents
+
+    amis = [i for i in images.iterfind("IMAGE") if is_ami(i)]
+    names = sorted(
+        documents.text(i, "NAME") for i in amis if documents.integer(i, "UID") == CLOUD_OWNER_UID
+    )
+    listed = ", ".join(names[:CHECK_IMAGES_LISTED]) or "none"
+    if len(names) > CHECK_IMAGES_LISTED:
+        listed += f" and {len(names) - CHECK_IMAGES_LISTED} more"
+    return _line(
+        bool(amis),
+        f"OS images (AMIs) of the cloud (owner amazon): {len(names)}: {listed}; "
+        f"users' own AMIs: {len(amis) - len(names)}",
+    )
+
+
 async def _check(settings: Settings) -> list[CheckLine]:
     """What `ec2gw check` reports."""
     from ec2gw.actions.regions import slug
@@ -345,12 +369,7 @@ async def _check(settings: Settings) -> list[CheckLine]:
             _line(bool(names), f"clusters (availability zones): {', '.join(names) or 'none'}")
         )
         images = await one.call_document(session, "one.imagepool.info", -2, -1, -1)
-        amis = [
-            documents.text(i, "NAME")
-            for i in images.iterfind("IMAGE")
-            if documents.text(i, "TYPE") == "0"
-        ]
-        lines.append(_line(bool(amis), f"OS images (AMIs): {len(amis)}: {', '.join(amis[:10])}"))
+        lines.append(_images_line(images))
         vnets = await one.call_document(session, "one.vnpool.info", -2, -1, -1)
         public = settings.gateway.public_network
         nets = [documents.text(v, "NAME") for v in subnet_networks(vnets, public)]

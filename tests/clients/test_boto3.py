@@ -136,6 +136,9 @@ def test_boto3_presigned_url_with_plain_get(gateway: LiveGateway):
     ec2 = gateway.client(key)
     ami = ec2.describe_images(Filters=[{"Name": "name", "Values": ["ubuntu-*"]}])["Images"][0]
     (instance,) = ec2.run_instances(ImageId=ami["ImageId"], MinCount=1, MaxCount=1)["Instances"]
+    ec2.get_waiter("instance_running").wait(
+        InstanceIds=[instance["InstanceId"]], WaiterConfig={"Delay": 1}
+    )
     url = ec2.generate_presigned_url(
         "describe_instances", Params={"InstanceIds": [instance["InstanceId"]]}, ExpiresIn=60
     )
@@ -169,7 +172,8 @@ def test_sts_caller_identity_at_the_ec2_endpoint(gateway: LiveGateway):
     ec2.terminate_instances(InstanceIds=[reservation["Instances"][0]["InstanceId"]])
     account = reservation["OwnerId"]  # the account EC2 says this user is
     assert identity["Account"] == account and len(account) == 12
-    assert identity["Arn"] == f"arn:aws:iam::{account}:user/client-boto3-sts"
+    name = gateway.backend.user_name("client-boto3-sts")
+    assert identity["Arn"] == f"arn:aws:iam::{account}:user/{name}"
     assert identity["UserId"] == f"AIDA{account}"
     assert identity["ResponseMetadata"]["RequestId"]
     with pytest.raises(ClientError) as err:  # and no more of STS than that

@@ -17,10 +17,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import boto3
 import pytest
@@ -31,6 +32,18 @@ from ec2gw.app import create_app
 from ec2gw.auth.keys import AccessKey
 from ec2gw.config import Settings
 from tests.backend import Backend, start_backend
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T], timeout: float = 30.0, interval: float = 0.2) -> T:
+    """`probe()` once it is truthy, polled as a client of an asynchronous cloud would (a
+    real oned takes its time); fails with its last value after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        assert time.monotonic() < deadline, f"still {value!r} after {timeout} s"
+        time.sleep(interval)
+    return value
 
 
 def free_port() -> int:

@@ -295,6 +295,7 @@ def test_tags(ec2, ami):
 
 def test_another_user_sees_nothing(gateway, ec2, ami):
     (instance_id,) = _ids(ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1))
+    ec2.get_waiter("instance_running").wait(InstanceIds=[instance_id], WaiterConfig={"Delay": 1})
     other = gateway.client(gateway.new_user("mallory", group=1))
     assert other.describe_instances()["Reservations"] == []
     for call, kwargs in (

@@ -11,9 +11,7 @@ from botocore.exceptions import ClientError
 
 @pytest.fixture(scope="module")
 def tenants(gateway):
-    gateway.one("one.group.allocate", "tenant-b")
-    groups = gateway.one("one.grouppool.info")
-    group_b = int(groups.split("<NAME>tenant-b</NAME>")[0].rsplit("<ID>", 1)[1].split("<")[0])
+    group_b = gateway.one("one.group.allocate", gateway.backend.user_name("tenant-b"))
     alice = gateway.client(gateway.new_user("iso-alice", group=1))
     bob = gateway.client(gateway.new_user("iso-bob", group=group_b))
     ami = alice.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.e2e.conftest import eventually
 from tests.e2e.test_first_actions import error_of
 from tests.e2e.test_network import _instance, _running
 
@@ -68,7 +69,8 @@ def test_volume_snapshot_lifecycle(ec2, ami, zone):
 
     modified = ec2.modify_volume(VolumeId=volume_id, Size=3)["VolumeModification"]
     assert (modified["OriginalSize"], modified["TargetSize"]) == (2, 3)
-    assert ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Size"] == 3
+    # the disk is resized by a hotplug, as EC2 modifies a volume after answering
+    eventually(lambda: ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Size"] == 3)
     with pytest.raises(ClientError) as err:
         ec2.modify_volume(VolumeId=volume_id, Size=1)
     assert error_of(err) == ("InvalidParameterValue", 400)
@@ -209,6 +211,8 @@ def test_tags_on_volumes_snapshots_groups_and_addresses(ec2, zone):
 
 def test_libcloud_volumes_and_snapshots(gateway):
     """libcloud needs volumeId and size from CreateVolume, and tags the volume's name."""
+    from libcloud.compute.types import StorageVolumeState
+
     from tests.clients.test_libcloud import REGION, _driver
 
     with gateway.variant(gateway__region_name=REGION) as us_east_1:
@@ -221,11 +225,13 @@ def test_libcloud_volumes_and_snapshots(gateway):
         volume = driver.create_volume(1, "lc-data", location=location)
         assert volume.id.startswith("vol-") and volume.size == 1 and volume.name == "lc-data"
         assert [v.id for v in driver.list_volumes()] == [volume.id]
+        eventually(lambda: driver.list_volumes()[0].state == StorageVolumeState.AVAILABLE)
         assert driver.attach_volume(node, volume, "/dev/sdf") is True
         snapshot = driver.create_volume_snapshot(volume, name="lc-snap")
         assert snapshot.id.startswith("snap-")
         assert [s.id for s in driver.list_volume_snapshots(volume)] == [snapshot.id]
-        assert driver.detach_volume(volume) is True
+        assert driver.detach_volume(volume) is True  # detaching, as on EC2
+        eventually(lambda: driver.list_volumes()[0].state == StorageVolumeState.AVAILABLE)
         assert driver.destroy_volume_snapshot(snapshot) is True
         assert driver.destroy_volume(volume) is True
         assert driver.list_volumes() == []
