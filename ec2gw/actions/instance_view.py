@@ -158,7 +158,7 @@ def _leaves(element: documents.Element, tags: tuple[str, ...] | None = None) -> 
 def _facts(vm: documents.Element) -> _VmFacts:
     top: dict[str, str] = {}
     user: dict[str, str] = {}
-    old_tags: dict[str, str] = {}  # repeated EC2_TAG vectors, as launches still write them
+    old_tags: dict[str, str] = {}  # repeated EC2_TAG vectors, as earlier versions wrote them
     tags: dict[str, str] = {}
     nics: list[dict[str, str]] = []
     elastic: dict[str, str] | None = None

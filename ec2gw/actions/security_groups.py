@@ -23,7 +23,7 @@ from ec2gw.actions.vpc import default_vpc_id
 from ec2gw.ec2 import filters, idempotency, ids, pages
 from ec2gw.ec2 import tags as tag_rules
 from ec2gw.one import documents
-from ec2gw.one.errors import ACTION, ALLOCATE, AUTHORIZATION, NO_EXISTS, OneError
+from ec2gw.one.errors import ACTION, ALLOCATE, AUTHORIZATION, INTERNAL, NO_EXISTS, OneError
 from ec2gw.protocol.errors import EC2Error, missing_parameter
 
 GROUP = ids.SECURITY_GROUP
@@ -323,7 +323,8 @@ async def create_security_group(ctx: RequestContext, params: dict[str, Any]) -> 
     try:
         one_id = await ctx.one("one.secgroup.allocate", documents.template_text(template))
     except OneError as err:
-        if err.code == ALLOCATE and "already" in err.message:
+        # oned answers a taken NAME with INTERNAL (its pool's allocate failed)
+        if err.code in (ALLOCATE, INTERNAL) and "already taken" in err.message:
             raise EC2Error(
                 "InvalidGroup.Duplicate",
                 f"The security group '{name}' already exists for VPC '{default_vpc_id(ctx)}'",
