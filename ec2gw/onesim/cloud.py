@@ -405,6 +405,19 @@ class Cloud:
             # oned leaves the reply's object id at -1 here (`Request::basic_authorization`).
             raise OneError(AUTHORIZATION, f"[{method}] User [{caller.uid}] : {msg}.")
 
+    def authorize_all(
+        self, caller: Caller, checks: list[tuple[str, Obj | None, int]], method: str
+    ) -> None:
+        """One `AuthRequest` of several checks: every denial is named, joined by '; '
+        (`AuthRequest::add_auth`)."""
+        denials = [
+            acl.denial(kind, op, obj["id"] if obj is not None else -1)
+            for kind, obj, op in checks
+            if not acl.authorize(caller, self.rules, kind, obj, op)
+        ]
+        if denials:
+            raise OneError(AUTHORIZATION, f"[{method}] User [{caller.uid}] : {'; '.join(denials)}.")
+
     def fetch(self, caller: Caller, kind: str, oid: int, op: int, method: str) -> Obj:
         """NO_EXISTS first, then AUTHORIZATION — as oned (existence leaks)."""
         obj = self.get(kind, oid, method)

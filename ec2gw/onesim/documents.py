@@ -299,7 +299,8 @@ def vm_template(t: Obj) -> str:
 
 
 def _ar(ar: Obj, extended: bool, visible_vm) -> str:
-    """`AddressRange::to_xml`: leases listed only in `one.vn.info`."""
+    """`AddressRange::to_xml`: leases listed only in `one.vn.info`. The short body (the
+    pool's) has ALLOCATED only once a lease was ever taken (`allocated_to_attr`)."""
     extra = {k: v for k, v in ar["attrs"].items()}
     body = Template([("AR_ID", str(ar["ar_id"]))] + list(extra.items()))
     if not extended:
@@ -309,7 +310,8 @@ def _ar(ar: Obj, extended: bool, visible_vm) -> str:
                 ((int(i), (lease["kind"], lease["id"])) for i, lease in ar["leases"].items())
             )
         )
-        body.add("ALLOCATED", allocated)
+        if ar.get("allocated") or ar["leases"]:
+            body.add("ALLOCATED", allocated)
         return f"<AR>{body.body_xml()}</AR>"
     size = int(ar["attrs"]["SIZE"])
     inner = body.body_xml()
@@ -349,7 +351,7 @@ def vnet(vn: Obj, extended: bool, visible_vm=lambda vid: True) -> str:
         + cdata("BRIDGE_TYPE", t.get("BRIDGE_TYPE", ""))
         + cdata("STATE", vn["state"])
         + cdata("PREV_STATE", vn["prev_state"])
-        + (cdata("PARENT_NETWORK_ID", parent) if parent != "" else "<PARENT_NETWORK_ID/>")
+        + (e("PARENT_NETWORK_ID", parent) if parent != "" else "<PARENT_NETWORK_ID/>")
         + cdata("VN_MAD", t.get("VN_MAD", ""))
         + opt("PHYDEV")
         + opt("VLAN_ID")

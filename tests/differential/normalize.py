@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 _TOKEN = re.compile(r"<!\[CDATA\[(.*?)\]\]>|<(/?)([A-Za-z_0-9]+)(/?)>|([^<]+)", re.S)
 _DIGITS = re.compile(r"\d+")
 
-# Leaves whose value differs between clouds by nature: only their type is compared.
+# Leaves whose value differs between clouds by nature: only their type is compared (VM and
+# VNET: the owner of a lease, an id).
 VOLATILE = re.compile(
     r"^(ID|UID|GID|OID|HID|CID|VMID|SEQ|REQUEST_ID|DEPLOY_ID|UUID|LAST_POLL|HOSTNAME|"
     r".*TIME|TIMESTAMP|PORT|VNC_PORTS|CLONING_ID|TARGET_SNAPSHOT|"
     r"(TOTAL|FREE|USED|MAX|RUNNING|ALLOCATED)_(CPU|MEM|DISK|MB|VMS)|TOTAL_MB|FREE_MB|USED_MB|"
     r"CPU_USAGE|MEM_USAGE|DISK_USAGE|RUNNING_VMS|TOKEN_PASSWORD|PASSWORD|AUTH_DRIVER_?.*|"
-    r"SCHED_MESSAGE|ERROR|.*_QUOTA_USED|.*_USED)$"
+    r"SCHED_MESSAGE|ERROR|.*_QUOTA_USED|.*_USED|VM|VNET)$"
 )
 # Subtrees that are all monitoring or capacity: kept as one line each.
 OPAQUE = re.compile(r"(^|/)(MONITORING|HOST_SHARE|MONITORING_RECORDS|SNAPSHOTS|LOGIN_TOKEN)$")

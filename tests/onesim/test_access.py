@@ -138,7 +138,9 @@ def test_isolation_between_users_in_different_groups(cloud: Cloud) -> None:
 def test_default_rights_of_users(cloud: Cloud) -> None:
     alice = cloud.user("alice", "pw")
     reply = alice.error("one.vn.allocate", 'NAME = "n"\nVN_MAD = "dummy"\nBRIDGE = "b"', -1)
-    assert reply[1:3] == ["[one.vn.allocate] User [2] : Not authorized to perform CREATE NET.", 512]
+    # a network goes into a cluster: ADMIN on it is asked too, and both denials are named
+    denied = "Not authorized to perform CREATE NET; Not authorized to perform ADMIN CLUSTER [0]"
+    assert reply[1:3] == [f"[one.vn.allocate] User [2] : {denied}.", 512]
     assert alice.error("one.host.allocate", "h", "dummy", "dummy", -1)[2] == 512
     assert alice("one.hostpool.info") == "<HOST_POOL></HOST_POOL>"
     assert alice("one.clusterpool.info") == "<CLUSTER_POOL></CLUSTER_POOL>"

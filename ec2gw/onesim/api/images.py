@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from ec2gw.onesim import documents
@@ -18,6 +19,7 @@ from ec2gw.onesim.api.base import (
 from ec2gw.onesim.cloud import Cloud, now
 from ec2gw.onesim.rpc import (
     ACTION,
+    INTERNAL,
     OneError,
 )
 from ec2gw.onesim.template import Template
@@ -81,6 +83,20 @@ def new_image(
     return image
 
 
+_SIZE = re.compile(r"\s*[-+]?\d+")
+
+
+def _stat_problem(tmpl: Template, type_name: str) -> str | None:
+    """Why `ImageManager::stat_image` cannot size the image, or None: a SOURCE, or no
+    PATH for an OS or DATABLOCK image, needs an integer SIZE; other types need a PATH."""
+    size_ok = _SIZE.match(tmpl.get("SIZE") or "") is not None
+    if tmpl.get("SOURCE") or (type_name in ("OS", "DATABLOCK") and not tmpl.get("PATH")):
+        return None if size_ok else "Wrong number or missing SIZE attribute."
+    if not tmpl.get("PATH") and type_name in ("CDROM", "KERNEL", "RAMDISK", "CONTEXT"):
+        return f"Either PATH or SOURCE are required for {tmpl.get('TYPE')}"
+    return None
+
+
 @rpc("one.image.allocate", "sib", 2)
 def image_allocate(
     cloud: Cloud, caller: Caller, method: str, text: str, ds_id: int, skip: bool = False
@@ -94,23 +110,19 @@ def image_allocate(
             method,
             "New images can only be allocated in a files or image datastore.",
         )
+    type_name = (tmpl.get("TYPE") or "OS").upper()
+    path = tmpl.get("PATH") or ""
+    problem = _stat_problem(tmpl, type_name)
+    if problem is not None:
+        raise OneError(INTERNAL, f"[{method}] Cannot parse image SIZE: {problem}")
     name = tmpl.get("NAME") or ""
     if not name:
         raise allocate_error("image", method, "Invalid NAME, it cannot be empty")
-    type_name = (tmpl.get("TYPE") or "OS").upper()
     if type_name not in IMAGE_TYPES:
         raise allocate_error("image", method, f"Unknown type {type_name}.")
     img_type = IMAGE_TYPES[type_name]
-    path = tmpl.get("PATH") or ""
-    if not path and not tmpl.get("SOURCE") and (img_type != 2 or not tmpl.get("SIZE")):
-        raise allocate_error(
-            "image", method, "No PATH nor SOURCE in template, or SIZE for DATABLOCK."
-        )
-    try:
-        # The dummy datastore's `stat` reports 1024 MB for every path.
-        size = 1024 if path else int(float(tmpl.get("SIZE") or 0))
-    except ValueError:
-        raise allocate_error("image", method, "Wrong SIZE.") from None
+    # The dummy datastore's `stat` reports 1024 MB for every path.
+    size = 1024 if path and not tmpl.get("SOURCE") else int(_SIZE.match(tmpl.get("SIZE")).group())
     if not (skip and caller.is_admin):
         free = ds["total_mb"] - cloud.datastore_used(ds_id)
         if size > free:

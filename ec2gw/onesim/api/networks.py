@@ -67,8 +67,10 @@ def join_groups(*lists: str) -> str:
 @rpc("one.vn.allocate", "si")
 def vn_allocate(cloud: Cloud, caller: Caller, method: str, text: str, cid: int) -> int:
     tmpl = parse(text, method)
-    cloud.authorize(caller, "vnet", None, CREATE, method)
     cluster = cluster_of(cloud, cid, method)
+    # creating a network in a cluster is also ADMIN on the cluster
+    # (RequestManagerAllocate::allocate_authorization)
+    cloud.authorize_all(caller, [("vnet", None, CREATE), ("cluster", cluster, ADMIN)], method)
 
     def error(text: str) -> OneError:
         return allocate_error("vnet", method, text)
@@ -140,9 +142,50 @@ def vn_update(
     cloud: Cloud, caller: Caller, method: str, vid: int, text: str, append: int = 0
 ) -> int:
     vn = cloud.fetch(caller, "vnet", vid, MANAGE, method)
+    old = Template.from_json(vn["template"])
     update_template(vn, text, append, method)
+    tmpl = Template.from_json(vn["template"])
+    vn_mad = tmpl.get("VN_MAD") or ""
+    if vn_mad not in BRIDGE_TYPES:
+        vn["template"] = old.to_json()
+        raise OneError(
+            INTERNAL,
+            f'[{method}] Cannot update template. VN_MAD named "{vn_mad}" is not defined '
+            "in oned.conf",
+        )
+    vn["template"] = post_update(tmpl, old, vn_mad).to_json()
     cloud.touch("vnet", vn)
     return vid
+
+
+# VN_MAD_CONF of oned.conf: the bridge type of each network driver.
+BRIDGE_TYPES = {
+    "dummy": "linux",
+    "802.1Q": "linux",
+    "ebtables": "linux",
+    "fw": "linux",
+    "ovswitch": "openvswitch",
+    "vxlan": "linux",
+    "vcenter": "vcenter_port_groups",
+    "ovswitch_vxlan": "openvswitch",
+    "bridge": "linux",
+    "elastic": "linux",
+    "nodeport": "linux",
+}
+
+
+def post_update(tmpl: Template, old: Template, vn_mad: str) -> Template:
+    """`VirtualNetwork::post_update_template`: the driver's attributes are written back
+    (VN_MAD, PHYDEV, VLAN_ID, OUTER_VLAN_ID as the new template has them, or empty;
+    BRIDGE kept when the update has none; BRIDGE_TYPE from the driver's configuration)."""
+    bridge = tmpl.get("BRIDGE") or old.get("BRIDGE") or ""
+    for name in ("VN_MAD", "PHYDEV", "VLAN_ID", "OUTER_VLAN_ID"):
+        tmpl.replace(name, tmpl.get(name) or "")
+    tmpl.erase("AUTOMATIC_VLAN_ID")
+    tmpl.erase("AUTOMATIC_OUTER_VLAN_ID")
+    tmpl.replace("BRIDGE", bridge)
+    tmpl.replace("BRIDGE_TYPE", BRIDGE_TYPES[vn_mad])
+    return tmpl
 
 
 @rpc("one.vn.delete", "i")
@@ -229,6 +272,7 @@ def vn_hold(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) -> i
     if found is None or str(found[1]) in found[0]["leases"]:
         raise OneError(ACTION, f"[{method}] Address is not part of the network or is used", vid)
     found[0]["leases"][str(found[1])] = {"kind": "vm", "id": -1}
+    found[0]["allocated"] = True
     cloud.touch("vnet", vn)
     return vid
 
@@ -242,6 +286,14 @@ def vn_release(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) -
     del found[0]["leases"][str(found[1])]
     cloud.touch("vnet", vn)
     return vid
+
+
+def _reservation_template(parent: Obj) -> list:
+    """The parent's template, allocated as a network: the default security group 0 is
+    added (`VirtualNetwork::parse_template`)."""
+    tmpl = Template.from_json(parent["template"])
+    tmpl.replace("SECURITY_GROUPS", join_groups(tmpl.get("SECURITY_GROUPS") or "", "0"))
+    return tmpl.to_json()
 
 
 @rpc("one.vn.reserve", "is")
@@ -322,7 +374,7 @@ def vn_reserve(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) -
             state=1,
             prev_state=1,
             parent_network_id=str(vid),
-            template=list(parent["template"]),
+            template=_reservation_template(parent),
             ars=[],
             next_ar=0,
             updated_vms=[],
@@ -341,6 +393,7 @@ def vn_reserve(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) -
     target["next_ar"] += 1
     for a, i in indexes:
         a["leases"][str(i)] = {"kind": "vnet", "id": target["id"]}
+        a["allocated"] = True
     cloud.touch("vnet", parent)
     cloud.touch("vnet", target)
     return target["id"]

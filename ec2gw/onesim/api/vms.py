@@ -214,6 +214,7 @@ def acquire_lease(vn: Obj, nic: dict[str, str], vm_id: int, method: str) -> tupl
             if wanted_mac and dummy.mac_at(ar, index) != wanted_mac.lower():
                 continue
             ar["leases"][str(index)] = {"kind": "vm", "id": vm_id}
+            ar["allocated"] = True
             return ar, index
     what = f"IP {wanted_ip}" if wanted_ip else "a free address"
     raise allocate_error(
