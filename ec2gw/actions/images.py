@@ -18,7 +18,7 @@ from ec2gw.actions.registry import action
 from ec2gw.ec2 import filters, ids, pages
 from ec2gw.ec2 import tags as tag_rules
 from ec2gw.one import documents
-from ec2gw.one.errors import ACTION, AUTHORIZATION, NO_EXISTS, OneError, to_ec2_error
+from ec2gw.one.errors import ACTION, AUTHORIZATION, INTERNAL, NO_EXISTS, OneError, to_ec2_error
 from ec2gw.protocol.errors import EC2Error
 
 OS_IMAGE = 0  # OpenNebula image TYPE
@@ -263,6 +263,12 @@ async def _image_datastore(ctx: RequestContext) -> int:
     return found[0]
 
 
+def wrong_vm_state(err: OneError) -> bool:
+    """A refusal for the VM's state: oned answers one.vm.disksaveas of a VM that is not
+    RUNNING, POWEROFF or SUSPENDED (e.g. in a hotplug) with INTERNAL, others with ACTION."""
+    return err.code == ACTION or (err.code == INTERNAL and "has to be" in err.message)
+
+
 def _allocation_error(err: OneError, name: str) -> EC2Error:
     if "already taken" in err.message or "already exists" in err.message:
         return EC2Error("InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI")
@@ -359,7 +365,7 @@ async def create_image(ctx: RequestContext, params: dict[str, Any]) -> dict[str,
             -1,
         )
     except OneError as err:
-        if err.code == ACTION:
+        if wrong_vm_state(err):
             raise EC2Error(
                 "IncorrectInstanceState",
                 f"The instance '{params['InstanceId']}' cannot be imaged in its current state.",

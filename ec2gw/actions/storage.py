@@ -33,7 +33,12 @@ from typing import Any
 from ec2gw.actions import instance_view as view
 from ec2gw.actions.context import RequestContext, finish_dry_run
 from ec2gw.actions.hotplug import hotplug
-from ec2gw.actions.images import _executable_check, _image_datastore, _owner_check
+from ec2gw.actions.images import (
+    _executable_check,
+    _image_datastore,
+    _owner_check,
+    wrong_vm_state,
+)
 from ec2gw.actions.instances import vms_by_ids, zones_of
 from ec2gw.actions.regions import availability_zones, local_region
 from ec2gw.actions.registry import action
@@ -229,7 +234,7 @@ def _space_error(err: OneError, what: str) -> EC2Error:
         return EC2Error(
             "InsufficientVolumeCapacity", "There is not enough capacity to fulfill the request."
         )
-    if err.code == ACTION:
+    if wrong_vm_state(err):
         return EC2Error("IncorrectState", "The source is not in a state that allows this.")
     return to_ec2_error(err)
 
