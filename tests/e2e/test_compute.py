@@ -422,6 +422,7 @@ def test_client_token_retries_find_launches_made_since(gateway, ami):
         assert _ids(again) == _ids(launched)
     mine = ec2.describe_instances()["Reservations"]
     assert sum(len(r["Instances"]) for r in mine) == 4
+    ec2.terminate_instances(InstanceIds=[i["InstanceId"] for r in mine for i in r["Instances"]])
 
 
 def test_client_token_is_honoured_after_termination_and_not_when_changed(gateway, ami):
