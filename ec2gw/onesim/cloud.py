@@ -578,6 +578,8 @@ class Cloud:
                         self.saveas_step(img)
                     else:
                         img["prev_state"], img["state"] = img["state"], 1
+                        if img.get("cloning_id", -1) != -1:
+                            self.release_clone(img)
                     self.touch("image", img)
             for key, when in list(self.deleting.items()):
                 if when <= t:
@@ -592,6 +594,19 @@ class Cloud:
                 vm = vms.get(vid)
                 if vm is not None and vm.get("due") is not None and vm["due"] <= t:
                     self.step(vm)
+
+    def release_clone(self, clone: Obj) -> None:
+        """The copy of a clone is done (`ImageManager::release_cloning_image`): the source
+        forgets it, and is READY again once nothing else clones or uses it."""
+        src = self.pools["image"].get(clone["cloning_id"])
+        clone["cloning_id"] = -1
+        if src is None or clone["id"] not in src["clones"]:
+            return
+        src["clones"].remove(clone["id"])
+        src["cloning_ops"] -= 1
+        if src["state"] in (2, 6) and src["cloning_ops"] == 0 and not src["vms"]:
+            src["prev_state"], src["state"] = src["state"], 1
+        self.touch("image", src)
 
     def saveas_step(self, img: Obj) -> None:
         """The driver answered for an image saved from a VM disk (`one.vm.disksaveas`).

@@ -400,8 +400,6 @@ def hot_saveas(side: Side) -> None:
     side.user("one.image.update", ami, 'EC2_AMI = "YES"', 0, note="replace once saved")
     side.user("one.image.info", ami, note="after replace")
     side.user("one.vm.info", vid, note="still running")
-    side.user("one.vm.detach", vid, 0, note="the OS disk")
-    side.wait_vm(vid, "3", "3")  # HOTPLUG until the driver answers
     side.user("one.vm.action", "terminate-hard", vid)
     side.wait_vm(vid, "6")
     side.user("one.vm.info", vid, note="done")

@@ -178,19 +178,30 @@ def image_clone(
         caller, "datastore", src["datastore_id"] if ds_id == -1 else ds_id, USE, method
     )
     cloud.authorize(caller, "image", None, CREATE, method)
-    if src["state"] not in (1, 2):
+    if src["state"] not in (1, 2, 6):  # READY, USED, CLONE
         raise OneError(
             ACTION, f"[{method}] Cannot clone image in state {IMAGE_STATE_NAMES[src['state']]}", iid
         )
     if src["size"] > ds["total_mb"] - cloud.datastore_used(ds["id"]):
         raise OneError(ACTION, f"[{method}] Not enough space in datastore", ds["id"])
     cloud.check_name("image", name, caller.uid, method)
+    # `Image::clone_template`: the copy is made from the source's SOURCE (its PATH), in
+    # its format, persistent as it is
     tmpl = Template.from_json(src["template"])
     tmpl.replace("NAME", name)
-    image = new_image(cloud, caller, method, tmpl, ds, src["size"], src["path"], src["type"], False)
+    persistent = bool(src["persistent"])
+    image = new_image(
+        cloud, caller, method, tmpl, ds, src["size"], src["source"], src["type"], persistent
+    )
+    image.update(format=src["format"], cloning_id=src["id"])
+    # `ImageManager::set_clone_state`: the source is CLONE (persistent) or USED meanwhile
     src["clones"].append(image["id"])
+    src["cloning_ops"] += 1
+    if src["state"] == 1:
+        src["prev_state"], src["state"] = src["state"], 6 if persistent else 2
     cloud.touch("image", src)
     return image["id"]
+
 
 
 @rpc("one.image.persistent", "ib")
