@@ -125,6 +125,7 @@ ACTION_CODES = {
     "disk-snapshot-delete": 26,
     "terminate": 27,
     "terminate-hard": 28,
+    "disk-resize": 29,
     "deploy": 30,
     "recover": 42,
 }

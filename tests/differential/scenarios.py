@@ -318,6 +318,7 @@ def instances(side: Side) -> None:
         vid,
         'CONTEXT = [ NETWORK = "YES", USER_DATA = "aGk=", USERDATA_ENCODING = "base64" ]',
     )
+    side.wait_vm(vid, "3", "3")  # HOTPLUG until the driver's update_conf answers
     side.user("one.vm.info", vid, note="after updates")
     # volumes
     vol = _image(

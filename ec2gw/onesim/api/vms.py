@@ -173,6 +173,8 @@ def expand_disks(
                 "TM_MAD": ds["tm_mad"],
                 "TYPE": "CDROM" if image["type"] == 1 else "FILE",
             }
+            if image["persistent"]:  # Image::disk_attribute
+                filled["PERSISTENT"] = "YES"
             if disk.get("IMAGE_UNAME"):
                 filled["IMAGE_UNAME"] = disk["IMAGE_UNAME"]
             for key, value in disk.items():
@@ -595,28 +597,88 @@ def vm_updateconf(
         raise OneError(ACTION, f"[{method}] Configuration cannot be updated in state DONE", vid)
     new = parse(text, method)
     tmpl = Template.from_json(vm["template"])
-    allowed = {
-        "OS",
-        "FEATURES",
-        "INPUT",
-        "GRAPHICS",
-        "RAW",
-        "CONTEXT",
-        "CPU_MODEL",
-        "BACKUP_CONFIG",
-    }
-    for name in new.names() & allowed:
-        values = new.vectors(name)
-        if append == 1 and tmpl.vector(name) is not None and values:
-            merged = dict(tmpl.vector(name))
-            merged.update(values[0])
-            values = [merged]
-        tmpl.erase(name)
-        for value in values:
-            tmpl.add(name, value)
+    for name, members in UPDATECONF_ATTRS.items():
+        _replace_vector_values(tmpl, new, name, members, append == 1)
+    changed = _update_context(cloud, caller, vm, tmpl, new.vector("CONTEXT"), append == 1, method)
+    if new.vector("BACKUP_CONFIG") is not None:
+        tmpl.replace("BACKUP_CONFIG", new.vector("BACKUP_CONFIG"))
     vm["template"] = tmpl.to_json()
     cloud.touch("vm", vm)
+    if changed and vm["state"] == st.ACTIVE and vm["lcm_state"] == st.RUNNING:
+        # DispatchManager::live_updateconf: HOTPLUG until the driver's update_conf answers
+        return _hotplugged(cloud, vm, st.HOTPLUG)
     return vid
+
+
+# VirtualMachineTemplate::UPDATECONF_ATTRS: the members one.vm.updateconf may change.
+UPDATECONF_ATTRS = {
+    "OS": ["ARCH", "MACHINE", "KERNEL", "INITRD", "BOOTLOADER", "BOOT", "KERNEL_CMD", "ROOT"]
+    + ["SD_DISK_BUS", "UUID", "FIRMWARE"],
+    "FEATURES": ["PAE", "ACPI", "APIC", "LOCALTIME", "HYPERV", "GUEST_AGENT", "IOTHREADS"]
+    + ["VIRTIO_SCSI_QUEUES", "VIRTIO_BLK_QUEUES"],
+    "INPUT": ["TYPE", "BUS"],
+    "GRAPHICS": ["TYPE", "LISTEN", "PASSWD", "KEYMAP", "COMMAND"],
+    "VIDEO": ["IOMMU", "ATS", "TYPE", "VRAM", "RESOLUTION"],
+    "RAW": ["TYPE", "DATA", "VALIDATE", "DATA_VMX"],
+    "CPU_MODEL": ["MODEL", "FEATURES"],
+}
+_ETH = re.compile(r"ETH\d+_\w+")
+
+
+def _replace_vector_values(
+    tmpl: Template, new: Template, name: str, members: list[str], append: bool
+) -> None:
+    """`replace_vector_values` of VirtualMachine.cc: a section the update lacks goes in
+    replace mode; a new one is added; otherwise its listed members are set or dropped."""
+    value, old = new.vector(name), tmpl.vector(name)
+    if value is None:
+        if not append:
+            tmpl.erase(name)
+    elif old is None:
+        tmpl.add(name, value)
+    else:
+        for member in members:
+            if member in value:
+                old[member] = value[member]
+            elif not append:
+                old.pop(member, None)
+
+
+def _update_context(
+    cloud: Cloud,
+    caller: Caller,
+    vm: Obj,
+    tmpl: Template,
+    new: dict[str, str] | None,
+    append: bool,
+    method: str,
+) -> bool:
+    """CONTEXT as `VirtualMachine::updateconf` changes it: the update's values (ETHx_*
+    may not change), TARGET and DISK_ID kept, ETHx_* rebuilt when NETWORK is set anew
+    (always in replace mode). True when the context changed."""
+    old = tmpl.vector("CONTEXT")
+    if new is None:
+        return False
+    if old is None:
+        raise OneError(
+            INTERNAL, f"[{method}] Virtual machine does not have context, cannot add a new one."
+        )
+    changed = any(k not in old or old[k] != v for k, v in new.items())
+    changed = changed or (not append and any(k not in new for k in old))
+    for key, value in new.items():
+        if _ETH.fullmatch(key) and old.get(key) != value:
+            what = "add" if key not in old else "update"
+            raise OneError(
+                INTERNAL, f"[{method}] Unable to {what} {key}, update NIC to update network context"
+            )
+    equal = {k: v for k, v in new.items() if old.get(k) == v}
+    fresh = {k: v for k, v in new.items() if k not in equal or (k == "NETWORK" and not append)}
+    built = context_for(cloud, caller, vm["id"], vm["name"], tmpl, fresh)
+    built["TARGET"], built["DISK_ID"] = old.get("TARGET", ""), old.get("DISK_ID", "")
+    result = {**old, **built} if append else {**built, **equal}
+    tmpl.erase("CONTEXT")
+    tmpl.add("CONTEXT", result)
+    return changed
 
 
 def wrong_state(method: str, action: str, vm: Obj) -> OneError:
@@ -861,6 +923,8 @@ def vm_attach(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) ->
     with _as_action(method):
         filled = expand_disks(cloud, caller, Template([("DISK", disks[0])]), vid, method, next_id)
     disk, image = filled[0]
+    if tmpl.get("TM_MAD_SYSTEM"):  # VirtualMachineDisks::set_up_attach
+        disk["TM_MAD_SYSTEM"] = tmpl.get("TM_MAD_SYSTEM")
     taken = {d.get("TARGET") for d in existing}
     if disk.get("TARGET") in taken:
         prefix = disk.get("DEV_PREFIX", "sd")
@@ -873,7 +937,7 @@ def vm_attach(cloud: Cloud, caller: Caller, method: str, vid: int, text: str) ->
         image["prev_state"], image["state"] = image["state"], 8 if image["persistent"] else 2
     tmpl.add("DISK", disk)
     vm["template"] = tmpl.to_json()
-    cloud.close_history(vm, "disk-attach", caller)
+    _close_cp_history(cloud, vm, "disk-attach", caller)
     return _hotplugged(cloud, vm, st.HOTPLUG)
 
 
@@ -888,6 +952,14 @@ def _as_action(method: str) -> Iterator[None]:
             raise
         reason = err.message.split("Error allocating a new virtual machine. ", 1)[-1]
         raise OneError(ACTION, f"[{method}] {reason}") from None
+
+
+def _close_cp_history(cloud: Cloud, vm: Obj, action: str, caller: Caller) -> None:
+    """`DispatchManager::close_cp_history`: a hotplug closes the current history record
+    with its action and opens a copy."""
+    if vm["history"]:
+        cloud.close_history(vm, action, caller)
+        cloud.copy_history(vm)
 
 
 def _hotplugged(cloud: Cloud, vm: Obj, lcm_state: int) -> int:
@@ -912,6 +984,7 @@ def vm_detach(cloud: Cloud, caller: Caller, method: str, vid: int, disk_id: int)
     tmpl.attrs = [(n, v) for n, v in tmpl.attrs if v is not target]
     cloud.release_image(target, vid)
     vm["template"] = tmpl.to_json()
+    _close_cp_history(cloud, vm, "disk-detach", caller)
     return _hotplugged(cloud, vm, st.HOTPLUG)
 
 
@@ -938,6 +1011,7 @@ def vm_diskresize(
         image["size"] = new_size
         cloud.touch("image", image)
     vm["template"] = tmpl.to_json()
+    _close_cp_history(cloud, vm, "disk-resize", caller)
     return _hotplugged(cloud, vm, 62)  # DISK_RESIZE
 
 
@@ -964,6 +1038,7 @@ def vm_attachnic(cloud: Cloud, caller: Caller, method: str, vid: int, text: str)
         if rule not in tmpl.vectors("SECURITY_GROUP_RULE"):
             tmpl.add("SECURITY_GROUP_RULE", rule)
     vm["template"] = tmpl.to_json()
+    _close_cp_history(cloud, vm, "nic-attach", caller)
     return _hotplugged(cloud, vm, st.HOTPLUG_NIC)
 
 
@@ -980,6 +1055,7 @@ def vm_detachnic(cloud: Cloud, caller: Caller, method: str, vid: int, nic_id: in
     tmpl.attrs = [(n, v) for n, v in tmpl.attrs if v is not target]
     cloud.release_resources(vm, nics=[target])
     vm["template"] = tmpl.to_json()
+    _close_cp_history(cloud, vm, "nic-detach", caller)
     return _hotplugged(cloud, vm, st.HOTPLUG_NIC)
 
 
