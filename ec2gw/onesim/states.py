@@ -126,6 +126,7 @@ ACTION_CODES = {
     "terminate": 27,
     "terminate-hard": 28,
     "disk-resize": 29,
+    "resize": 35,
     "deploy": 30,
     "recover": 42,
 }

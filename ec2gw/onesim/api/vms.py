@@ -266,6 +266,8 @@ def expand_nics(
             }
             if "IP" in ar["attrs"]:
                 filled["IP"] = dummy.ip_at(ar, index)
+            if vn.get("parent_network_id", "") != "":  # a reservation
+                filled["PARENT_NETWORK_ID"] = vn["parent_network_id"]
             for key in ("PHYDEV", "VLAN_ID", "OUTER_VLAN_ID"):
                 if vt.get(key):
                     filled[key] = vt.get(key)
@@ -891,6 +893,8 @@ def vm_resize(
         if new.get(key) is not None:
             tmpl.replace(key, new.get(key))
     vm["template"] = tmpl.to_json()
+    if vm["state"] in (st.POWEROFF, st.ACTIVE):  # DispatchManager::resize
+        _close_cp_history(cloud, vm, "resize", caller)
     cloud.touch("vm", vm)
     return vid
 
@@ -956,10 +960,12 @@ def _as_action(method: str) -> Iterator[None]:
 
 def _close_cp_history(cloud: Cloud, vm: Obj, action: str, caller: Caller) -> None:
     """`DispatchManager::close_cp_history`: a hotplug closes the current history record
-    with its action and opens a copy."""
+    with its action and opens a copy, which keeps the action before (set_internal_action)."""
     if vm["history"]:
+        before = vm["history"][-1].get("action", 0)
         cloud.close_history(vm, action, caller)
         cloud.copy_history(vm)
+        vm["history"][-1]["action"] = before
 
 
 def _hotplugged(cloud: Cloud, vm: Obj, lcm_state: int) -> int:
@@ -1037,9 +1043,23 @@ def vm_attachnic(cloud: Cloud, caller: Caller, method: str, vid: int, text: str)
     for rule in security_rules(cloud, Template([("NIC", filled[0])])):
         if rule not in tmpl.vectors("SECURITY_GROUP_RULE"):
             tmpl.add("SECURITY_GROUP_RULE", rule)
+    _rebuild_network_context(cloud, vm_caller, vm, tmpl)
     vm["template"] = tmpl.to_json()
     _close_cp_history(cloud, vm, "nic-attach", caller)
     return _hotplugged(cloud, vm, st.HOTPLUG_NIC)
+
+
+def _rebuild_network_context(cloud: Cloud, caller: Caller, vm: Obj, tmpl: Template) -> None:
+    """A NIC attached or detached: the ETHx_* of a NETWORK context follow the NICs
+    (`VirtualMachine::generate_network_context`)."""
+    context = tmpl.vector("CONTEXT")
+    if context is None or context.get("NETWORK", "").upper() != "YES":
+        return
+    kept = {k: v for k, v in context.items() if not _ETH.fullmatch(k)}
+    built = context_for(cloud, caller, vm["id"], vm["name"], tmpl, kept)
+    built["TARGET"], built["DISK_ID"] = context.get("TARGET", ""), context.get("DISK_ID", "")
+    tmpl.erase("CONTEXT")
+    tmpl.add("CONTEXT", {**kept, **built})
 
 
 @rpc("one.vm.detachnic", "ii")
@@ -1054,6 +1074,7 @@ def vm_detachnic(cloud: Cloud, caller: Caller, method: str, vid: int, nic_id: in
         )
     tmpl.attrs = [(n, v) for n, v in tmpl.attrs if v is not target]
     cloud.release_resources(vm, nics=[target])
+    _rebuild_network_context(cloud, caller, vm, tmpl)
     vm["template"] = tmpl.to_json()
     _close_cp_history(cloud, vm, "nic-detach", caller)
     return _hotplugged(cloud, vm, st.HOTPLUG_NIC)
