@@ -6,18 +6,26 @@ address is never held without an owner, and OpenNebula (not the gateway) guarant
 lease is handed out twice. The allocation id is `eipalloc-` + the reservation's id; it is
 associated by attaching a NIC on the reservation to the instance (marked `EC2_ELASTIC_IP`),
 released by deleting the reservation, which returns the lease to the public network.
+
+oned detaches a NIC and deletes a network asynchronously: Disassociate waits (bounded) for
+the detach, so that a Release or Associate right after works as on EC2, and a reservation
+being deleted (LOCK_DELETE) is gone for the client at once. oned puts every reservation in
+security group 0 (allow all); AllocateAddress takes it out, and AssociateAddress gives the
+address's NIC the groups of the instance's primary NIC, so that the instance's groups
+filter the traffic to its public address, as on EC2.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import secrets
 from typing import Any
 
 from ec2gw.actions import instance_view as view
 from ec2gw.actions.context import RequestContext, finish_dry_run
-from ec2gw.actions.hotplug import hotplug, settled
+from ec2gw.actions.hotplug import finished, hotplug, settled
 from ec2gw.actions.instances import vms_by_ids
 from ec2gw.actions.registry import action
 from ec2gw.actions.vpc import public_network_id
@@ -105,7 +113,7 @@ async def _reservation(
         raise
     if public_id is None or documents.integer(vnet, "PARENT_NETWORK_ID", -1) != public_id:
         return None
-    if documents.integer(vnet, "UID") != ctx.uid:
+    if documents.integer(vnet, "UID") != ctx.uid or documents.network_deleted(vnet):
         return None
     return vnet
 
@@ -151,10 +159,37 @@ def _public(address: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in address.items() if not k.startswith("_")}
 
 
+def _range_of(public: documents.Element, address: str) -> int | None:
+    """The AR_ID of the public network's address range holding `address`, if any."""
+    try:
+        wanted = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    for ar in public.iterfind("AR_POOL/AR"):
+        try:
+            first = ipaddress.ip_address(documents.text(ar, "IP"))
+        except ValueError:
+            continue
+        if first.version == wanted.version and 0 <= int(wanted) - int(first) < documents.integer(
+            ar, "SIZE"
+        ):
+            return documents.integer(ar, "AR_ID")
+    return None
+
+
+def _groups(nic: documents.Element | None) -> list[str]:
+    return (
+        [g for g in documents.text(nic, "SECURITY_GROUPS").split(",") if g]
+        if nic is not None
+        else []
+    )
+
+
 @action(
     "AllocateAddress",
     opennebula="one.vn.reserve of one lease of the public network into a network owned by "
-    "the caller; tags merged in with one.vn.update (EC2_TAG_* vectors)",
+    "the caller (Address: IP and the AR_ID of its address range); one.vn.update merges in "
+    "SECURITY_GROUPS without the 0 oned adds and the tags (EC2_TAG_* vectors)",
 )
 async def allocate_address(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     domain = params.get("Domain") or "vpc"
@@ -166,13 +201,20 @@ async def allocate_address(ctx: RequestContext, params: dict[str, Any]) -> dict[
         raise EC2Error(
             "AddressLimitExceeded", "No public network is configured for Elastic IP addresses."
         )
-    finish_dry_run(params)
+    wanted = params.get("Address")
     request: list[tuple[str, Any]] = [("SIZE", 1), ("NAME", f"eip-{secrets.token_hex(6)}")]
-    if params.get("Address"):
-        request.append(("IP", params["Address"]))
+    if wanted:
+        # oned reserves a given IP only from a given address range.
+        ar_id = _range_of(await ctx.one_doc("one.vn.info", public_id), wanted)
+        if ar_id is None:
+            raise EC2Error("InvalidAddress.NotFound", f"Address '{wanted}' not found.")
+        request += [("AR_ID", ar_id), ("IP", wanted)]
+    finish_dry_run(params)
     try:
         one_id = await ctx.one("one.vn.reserve", public_id, documents.template_text(request))
     except OneError as err:
+        if wanted and err.code == ACTION:
+            raise EC2Error("InvalidIPAddress.InUse", f"Address {wanted} is in use.") from None
         if err.code == ACTION or (err.code == AUTHORIZATION and "quota" in err.message.lower()):
             raise EC2Error(
                 "AddressLimitExceeded",
@@ -180,9 +222,15 @@ async def allocate_address(ctx: RequestContext, params: dict[str, Any]) -> dict[
             ) from None
         raise to_ec2_error(err) from None
     try:
-        if address_tags:
-            await ctx.one("one.vn.update", one_id, documents.tags_added(address_tags), 1)
         vnet = await ctx.one_doc("one.vn.info", one_id)
+        # one.vn.reserve allocates, which adds group 0 (allow all) to the reservation: the
+        # address's NIC gets its instance's groups instead (AssociateAddress).
+        groups = _groups(vnet.find("TEMPLATE"))
+        update: list[tuple[str, Any]] = list(documents.tag_vectors(address_tags))
+        if "0" in groups:
+            update.append(("SECURITY_GROUPS", ",".join(g for g in groups if g != "0")))
+        if update:
+            await ctx.one("one.vn.update", one_id, documents.template_text(update), 1)
     except BaseException:
         await _delete_quietly(ctx, one_id)
         raise
@@ -197,17 +245,44 @@ async def _delete_quietly(ctx: RequestContext, one_id: int) -> None:
         log.error("request_id=%s could not roll back reservation %s", ctx.request_id, one_id)
 
 
-async def _detach(ctx: RequestContext, address: dict[str, Any]) -> None:
-    """Detach the Elastic IP's NIC from the VM holding it."""
-    vm = await settled(ctx, address["_vm"])
-    for nic in vm.iterfind("TEMPLATE/NIC"):
-        if documents.integer(nic, "NETWORK_ID") == address["_vnet"]:
-            await hotplug(ctx, "one.vm.detachnic", address["_vm"], documents.integer(nic, "NIC_ID"))
-            return
+def _nic_on(vm: documents.Element, reservation: int) -> documents.Element | None:
+    return next(
+        (
+            n
+            for n in vm.iterfind("TEMPLATE/NIC")
+            if documents.integer(n, "NETWORK_ID") == reservation
+        ),
+        None,
+    )
 
 
-async def _attach(ctx: RequestContext, vm_id: int, reservation: int) -> None:
-    nic = {"NETWORK_ID": reservation, view.ELASTIC_NIC: "YES"}
+async def _detach(ctx: RequestContext, vm_id: int, reservation: int) -> bool:
+    """Detach the NIC on `reservation` from the VM and wait, bounded, for oned to finish:
+    the lease stays the VM's until then, so a Release or Associate right after would fail.
+    False if oned is still at it past the bound."""
+    nic = _nic_on(await settled(ctx, vm_id), reservation)
+    if nic is None:
+        return True
+    await hotplug(ctx, "one.vm.detachnic", vm_id, documents.integer(nic, "NIC_ID"))
+    vm = await finished(ctx, vm_id)
+    if vm is None:
+        return False
+    if _nic_on(vm, reservation) is not None:  # the driver failed; oned kept the NIC
+        raise EC2Error(
+            "IncorrectState",
+            f"The address could not be disassociated from '{ids.INSTANCE.encode(vm_id)}'.",
+        )
+    return True
+
+
+async def _attach(ctx: RequestContext, vm: documents.Element, reservation: int) -> None:
+    """Attach a NIC on `reservation` in the security groups of the VM's primary NIC (else it
+    would only be in the reservation's)."""
+    primary = next((n for n in vm.iterfind("TEMPLATE/NIC") if not view.is_elastic(n)), None)
+    nic: dict[str, Any] = {"NETWORK_ID": reservation, view.ELASTIC_NIC: "YES"}
+    if groups := _groups(primary):
+        nic["SECURITY_GROUPS"] = ",".join(groups)
+    vm_id = documents.integer(vm, "ID")
     await hotplug(ctx, "one.vm.attachnic", vm_id, documents.template_text([("NIC", nic)]))
 
 
@@ -259,25 +334,35 @@ async def associate_address(ctx: RequestContext, params: dict[str, Any]) -> dict
     association = ids.ASSOCIATION.encode(address["_vnet"])
     if current == vm_id:
         return {"AssociationId": association}
+    # EC2 replaces an instance's Elastic IP: the old one stays allocated, unassociated.
     held = view.elastic_nic(vm)
+    detaches = []
     if held is not None:
-        # EC2 replaces an instance's Elastic IP: the old one stays allocated, unassociated.
-        await hotplug(ctx, "one.vm.detachnic", vm_id, documents.integer(held, "NIC_ID"))
+        detaches.append(_detach(ctx, vm_id, documents.integer(held, "NETWORK_ID")))
     if current is not None:
-        await _detach(ctx, address)
+        detaches.append(_detach(ctx, current, address["_vnet"]))
+    if not all(await asyncio.gather(*detaches)):
+        raise EC2Error(
+            "IncorrectState",
+            f"The address {address['PublicIp']} is still being disassociated; try again.",
+        )
     try:
-        await _attach(ctx, vm_id, address["_vnet"])
+        await _attach(ctx, vm, address["_vnet"])
     except BaseException:
         if current is not None:  # put the address back where it was
             try:
-                await _attach(ctx, current, address["_vnet"])
+                await _attach(ctx, await ctx.one_doc("one.vm.info", current), address["_vnet"])
             except (OneError, EC2Error):
                 log.error("request_id=%s could not re-associate %s", ctx.request_id, association)
         raise
     return {"AssociationId": association}
 
 
-@action("DisassociateAddress", opennebula="one.vm.detachnic of the address's NIC")
+@action(
+    "DisassociateAddress",
+    opennebula="one.vm.detachnic of the address's NIC; answers once oned has finished the "
+    "detach (the VM left HOTPLUG_NIC), 10 s at most",
+)
 async def disassociate_address(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     address = await _one_address(ctx, params, by="AssociationId")
     if address["_vm"] is None:
@@ -286,13 +371,16 @@ async def disassociate_address(ctx: RequestContext, params: dict[str, Any]) -> d
             f"The address '{address['PublicIp']}' is not associated.",
         )
     finish_dry_run(params)
-    await _detach(ctx, address)
+    if not await _detach(ctx, address["_vm"], address["_vnet"]):
+        # Accepted, as on EC2; the address stays in use until oned has finished.
+        log.warning("request_id=%s detach still under way", ctx.request_id)
     return {}
 
 
 @action(
     "ReleaseAddress",
-    opennebula="one.vn.delete of the reservation: the lease returns to the public network",
+    opennebula="one.vn.delete of the reservation: the lease returns to the public network "
+    "(a reservation oned is deleting, LOCK_DELETE, is gone)",
 )
 async def release_address(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     address = await _one_address(ctx, params, by="AllocationId")
@@ -305,6 +393,8 @@ async def release_address(ctx: RequestContext, params: dict[str, Any]) -> dict[s
     try:
         await ctx.one("one.vn.delete", address["_vnet"])
     except OneError as err:
+        if err.code == NO_EXISTS or (err.code == ACTION and "LOCK_DELETE" in err.message):
+            raise ids.ALLOCATION.missing(address["AllocationId"]) from None  # released meanwhile
         if err.code == ACTION:
             raise EC2Error(
                 "InvalidIPAddress.InUse", f"Address {address['PublicIp']} is in use."

@@ -22,6 +22,9 @@ RUNNING = 3  # LCM_STATE
 # LCM states of a hotplug or save-as still under way: wait for them to end.
 BUSY = {17, 25, 26, 27, 28, 33, 34, 62, 63, 65, 66, 67, 68}
 SETTLE_SECONDS = 30.0
+# How long a request waits for oned to finish a hotplug it started (a NIC detach on KVM
+# takes about a second) before answering without the outcome.
+FINISH_SECONDS = 10.0
 
 
 def _ready(vm: documents.Element) -> bool:
@@ -29,22 +32,42 @@ def _ready(vm: documents.Element) -> bool:
     return state == POWEROFF or (state == ACTIVE and lcm == RUNNING)
 
 
-async def settled(ctx: RequestContext, vm_id: int) -> documents.Element:
-    """The VM's document once no hotplug is under way; IncorrectState if it cannot take one."""
-    deadline = time.monotonic() + SETTLE_SECONDS
+def busy(vm: documents.Element) -> bool:
+    """A hotplug, save-as or disk resize of the VM is still under way in oned."""
+    return documents.integer(vm, "LCM_STATE") in BUSY
+
+
+async def _until_idle(ctx: RequestContext, vm_id: int, seconds: float) -> documents.Element:
+    """The VM's document once it is not `busy`, or its last one after `seconds`."""
+    deadline = time.monotonic() + seconds
     delay = 0.05
     while True:
         vm = await ctx.one_doc("one.vm.info", vm_id)
-        if _ready(vm):
+        if not busy(vm) or time.monotonic() > deadline:
             return vm
-        busy = documents.integer(vm, "LCM_STATE") in BUSY
-        if not busy or time.monotonic() > deadline:
-            raise EC2Error(
-                "IncorrectState",
-                f"The instance '{ids.INSTANCE.encode(vm_id)}' is not 'running' or 'stopped'.",
-            )
         await asyncio.sleep(delay)
         delay = min(delay * 2, 1.0)
+
+
+async def settled(ctx: RequestContext, vm_id: int) -> documents.Element:
+    """The VM's document once no hotplug is under way; IncorrectState if it cannot take one."""
+    vm = await _until_idle(ctx, vm_id, SETTLE_SECONDS)
+    if not _ready(vm):
+        raise EC2Error(
+            "IncorrectState",
+            f"The instance '{ids.INSTANCE.encode(vm_id)}' is not 'running' or 'stopped'.",
+        )
+    return vm
+
+
+async def finished(
+    ctx: RequestContext, vm_id: int, seconds: float = FINISH_SECONDS
+) -> documents.Element | None:
+    """The VM's document once oned has finished the hotplug it is doing, None if it has not
+    within `seconds`. oned accepts a detach, a disk resize... at once and does it later: a
+    NIC's lease is only free, a disk only resized, when the VM has left its HOTPLUG_* state."""
+    vm = await _until_idle(ctx, vm_id, seconds)
+    return None if busy(vm) else vm
 
 
 async def hotplug(ctx: RequestContext, method: str, vm_id: int, *args: object) -> None:

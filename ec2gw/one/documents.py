@@ -262,3 +262,20 @@ def without_tags(template: Element | None, keys: Iterable[str]) -> str:
 ACCESS_KEYS = ItemVectors("EC2_ACCESS_KEY", "ID", digest=False)
 # Key pairs on the user's TEMPLATE: `EC2_KEY_PAIR_<digest of the name> = [ NAME, ... ]`.
 KEY_PAIRS = ItemVectors("EC2_KEY_PAIR", "NAME")
+
+
+# Deletes are asynchronous in oned: `one.image.delete` leaves the image in DELETE and
+# `one.vn.delete` the network in LOCK_DELETE until the driver has removed it. Once a
+# delete is accepted the object is gone for EC2 clients.
+IMAGE_DELETE = 7  # Image STATE
+NETWORK_LOCK_DELETE = 3  # VirtualNetwork STATE
+
+
+def image_deleted(image: Element) -> bool:
+    """The IMAGE (info or pool body) is being deleted."""
+    return integer(image, "STATE", -1) == IMAGE_DELETE
+
+
+def network_deleted(vnet: Element) -> bool:
+    """The VNET (info or pool body) is being deleted."""
+    return integer(vnet, "STATE", -1) == NETWORK_LOCK_DELETE
