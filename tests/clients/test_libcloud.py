@@ -67,6 +67,14 @@ def _volume_state(driver, volume_id: str, state: StorageVolumeState, timeout: fl
         time.sleep(0.2)
 
 
+def _node_state(driver, node_id: str, state: NodeState, timeout: float = 30) -> None:
+    """Poll list_nodes until the node is in `state` (libcloud waits only for running)."""
+    deadline = time.monotonic() + timeout
+    while (current := driver.list_nodes(ex_node_ids=[node_id])[0].state) != state:
+        assert time.monotonic() < deadline, f"{node_id} still {current}, wanted {state}"
+        time.sleep(0.2)
+
+
 def _driver(gateway: LiveGateway, key, signature_version: str):
     url = urlsplit(gateway.url)
     return get_driver(Provider.EC2)(
@@ -210,15 +218,15 @@ def test_libcloud_workflow(us_east_1: LiveGateway, wire, signature_version: str)
     # Lifecycle.
     assert driver.reboot_node(web) is True
     assert driver.stop_node(nodes[other.id]) is True
-    assert driver.list_nodes(ex_node_ids=[other.id])[0].state == NodeState.STOPPED
+    _node_state(driver, other.id, NodeState.STOPPED)  # stopping first, as on EC2
     assert driver.start_node(nodes[other.id]) is True
     driver.wait_until_running(
         [nodes[other.id]], wait_period=0.2, timeout=30, ssh_interface="private_ips"
     )
     assert driver.destroy_node(web) is True
     assert driver.destroy_node(nodes[other.id]) is True
-    gone = driver.list_nodes(ex_node_ids=[node.id, other.id])
-    assert {n.state for n in gone} == {NodeState.TERMINATED}
+    for gone in (node.id, other.id):  # shutting down first, as on EC2
+        _node_state(driver, gone, NodeState.TERMINATED)
     assert driver.delete_key_pair(driver.get_key_pair("lc-key")) is True
     assert driver.ex_delete_security_group_by_id(group_id) is True
 

@@ -159,7 +159,8 @@ def test_volume_ids_and_attach_errors(ec2, zone):
     assert error_of(err) == ("InvalidParameterValue", 400)
     status = ec2.describe_volume_status(VolumeIds=[volume_id])["VolumeStatuses"][0]
     assert status["VolumeStatus"]["Status"] in ("ok", "insufficient-data")
-    ec2.delete_volume(VolumeId=volume_id)
+    ec2.get_waiter("volume_available").wait(VolumeIds=[volume_id], WaiterConfig=WAIT)
+    ec2.delete_volume(VolumeId=volume_id)  # as on EC2, once it is no longer creating
 
 
 def test_aws_cli_volumes(gateway, zone):
@@ -175,6 +176,8 @@ def test_aws_cli_volumes(gateway, zone):
         "text",
     )
     assert created["VolumeId"] in listed.stdout.split()
+    waited = gateway.aws("ec2", "wait", "volume-available", "--volume-ids", created["VolumeId"])
+    assert waited.returncode == 0, waited.stderr
     gateway.aws_json("ec2", "delete-volume", "--volume-id", created["VolumeId"])
 
 
