@@ -53,7 +53,9 @@ ARCHITECTURES = {
 
 
 def is_ami(image: documents.Element) -> bool:
-    if documents.integer(image, "TYPE", -1) != OS_IMAGE:
+    """An OS image that is not a volume or snapshot, nor being deleted (a deregistered AMI
+    is gone for EC2 clients at once; oned keeps it in DELETE until the driver is done)."""
+    if documents.integer(image, "TYPE", -1) != OS_IMAGE or documents.image_deleted(image):
         return False
     return not any(
         documents.text(image, f"TEMPLATE/{marker}").upper() == "YES" for marker in NON_AMI_MARKERS

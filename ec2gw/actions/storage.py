@@ -45,7 +45,7 @@ from ec2gw.actions.registry import action
 from ec2gw.ec2 import filters, idempotency, ids, pages
 from ec2gw.ec2 import tags as tag_rules
 from ec2gw.one import documents
-from ec2gw.one.errors import ACTION, AUTHORIZATION, NO_EXISTS, OneError, to_ec2_error
+from ec2gw.one.errors import ACTION, ALLOCATE, AUTHORIZATION, NO_EXISTS, OneError, to_ec2_error
 from ec2gw.protocol.errors import EC2Error, invalid_value, missing_parameter
 
 log = logging.getLogger("ec2gw.storage")
@@ -81,18 +81,25 @@ VOLUME_STATES = {
     10: "in-use",  # LOCKED_USED_PERS
 }
 SNAPSHOT_STATES = {0: "pending", 4: "pending", 5: "error", 7: "error", 3: "error"}
+CLONE = 6  # image STATE of a volume a snapshot is being copied from: oned cannot attach it
 
 
 def _marked(image: documents.Element, marker: str) -> bool:
     return documents.text(image, f"TEMPLATE/{marker}").upper() == "YES"
 
 
+def _live(image: documents.Element, marker: str) -> bool:
+    """Marked so and not being deleted: a deleted volume or snapshot is gone for EC2 clients
+    at once, though oned keeps the image (state DELETE) until the driver has removed it."""
+    return _marked(image, marker) and not documents.image_deleted(image)
+
+
 def is_volume(image: documents.Element) -> bool:
-    return _marked(image, VOLUME_MARKER)
+    return _live(image, VOLUME_MARKER)
 
 
 def is_snapshot(image: documents.Element) -> bool:
-    return _marked(image, SNAPSHOT_MARKER)
+    return _live(image, SNAPSHOT_MARKER)
 
 
 def _attr(image: documents.Element, name: str) -> str:
@@ -130,7 +137,7 @@ async def _image(
         if err.code in (NO_EXISTS, AUTHORIZATION):
             raise kind.missing(ec2_id) from None
         raise
-    if not _marked(image, marker):
+    if not _live(image, marker):
         raise kind.missing(ec2_id)
     return image
 
@@ -236,7 +243,16 @@ def _space_error(err: OneError, what: str) -> EC2Error:
         )
     if wrong_vm_state(err):
         return EC2Error("IncorrectState", "The source is not in a state that allows this.")
+    if err.code == ALLOCATE and "Cannot clone image in state" in err.message:
+        return EC2Error("IncorrectState", "The source is not ready yet; try again later.")
     return to_ec2_error(err)
+
+
+def _ready_snapshot(snapshot: documents.Element, snapshot_id: str) -> None:
+    """oned copies only a READY (or USED) image: EC2's answer for a pending snapshot."""
+    state = to_snapshot(snapshot)["State"]
+    if state != "completed":
+        raise EC2Error("IncorrectState", f"Snapshot '{snapshot_id}' is in invalid state - {state}")
 
 
 async def _delete_quietly(ctx: RequestContext, image_id: int) -> None:
@@ -337,6 +353,8 @@ async def _create_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[st
         raise EC2Error("InvalidParameterValue", f"Invalid availability zone: [{zone}]")
     volume_tags = tag_rules.from_specifications(params.get("TagSpecifications"), "volume")
     snapshot = await snapshot_image(ctx, snapshot_id) if snapshot_id else None
+    if snapshot is not None:
+        _ready_snapshot(snapshot, snapshot_id)
     if snapshot is not None and size is not None and size != _gib(snapshot):
         raise invalid_value(
             "Size",
@@ -517,6 +535,12 @@ async def attach_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str
     if volume["State"] != "available":
         raise EC2Error(
             "IncorrectState", f"Volume '{params['VolumeId']}' is in the '{volume['State']}' state."
+        )
+    if documents.integer(image, "STATE") == CLONE:
+        raise EC2Error(
+            "IncorrectState",
+            f"Volume '{params['VolumeId']}' cannot be attached while a snapshot of it is "
+            "being copied; try again once the snapshot is completed.",
         )
     if view.state_of(vm).name not in ("running", "stopped"):
         raise EC2Error(
@@ -737,6 +761,11 @@ async def create_snapshot(ctx: RequestContext, params: dict[str, Any]) -> dict[s
     image = await volume_image(ctx, params["VolumeId"])
     if documents.integer(image, "UID") != ctx.uid:
         raise ids.VOLUME.missing(params["VolumeId"])
+    (volume,) = await _volumes(ctx, [image])
+    if volume["State"] not in ("available", "in-use"):
+        raise EC2Error(
+            "IncorrectState", f"Volume '{params['VolumeId']}' is in the '{volume['State']}' state."
+        )
     finish_dry_run(params)
     return await _snapshot_of(ctx, image, params["VolumeId"], description, snapshot_tags)
 
@@ -756,6 +785,7 @@ async def copy_snapshot(ctx: RequestContext, params: dict[str, Any]) -> dict[str
         raise EC2Error("InvalidParameterValue", "OpenNebula snapshots cannot be encrypted.")
     snapshot_tags = tag_rules.from_specifications(params.get("TagSpecifications"), "snapshot")
     source = await snapshot_image(ctx, params["SourceSnapshotId"])
+    _ready_snapshot(source, params["SourceSnapshotId"])
     finish_dry_run(params)
     description = params.get("Description") or _attr(source, DESCRIPTION)
     copied = await _snapshot_of(ctx, source, _attr(source, FROM_VOLUME), description, snapshot_tags)
