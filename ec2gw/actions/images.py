@@ -8,8 +8,10 @@ or merged in (append=1) after `one.vm.disksaveas`, never by replacing a saved di
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +22,8 @@ from ec2gw.ec2 import tags as tag_rules
 from ec2gw.one import documents
 from ec2gw.one.errors import ACTION, AUTHORIZATION, INTERNAL, NO_EXISTS, OneError, to_ec2_error
 from ec2gw.protocol.errors import EC2Error
+
+log = logging.getLogger("ec2gw.images")
 
 OS_IMAGE = 0  # OpenNebula image TYPE
 # Images flagged as EC2 volumes or snapshots are never AMIs.
@@ -271,6 +275,30 @@ def wrong_vm_state(err: OneError) -> bool:
     return err.code == ACTION or (err.code == INTERNAL and "has to be" in err.message)
 
 
+# How long a request waits to remove an image it made while oned still copies it.
+CLEANUP_SECONDS = 10.0
+
+
+async def delete_quietly(ctx: RequestContext, image_id: int) -> None:
+    """Remove an image the request made and could not finish (logged if that fails too).
+
+    oned refuses its owner the delete of a LOCKED image (INTERNAL 'Image locked, use
+    --force...', and force needs ADMIN): it is retried, bounded, until the copy is done."""
+    deadline = time.monotonic() + CLEANUP_SECONDS
+    while True:
+        try:
+            await ctx.one("one.image.delete", image_id, False)
+            return
+        except (OneError, EC2Error) as err:
+            locked = isinstance(err, OneError) and "Image locked" in err.message
+            if not locked or time.monotonic() > deadline:
+                log.error(
+                    "request_id=%s could not remove image %s: %s", ctx.request_id, image_id, err
+                )
+                return
+        await asyncio.sleep(0.2)
+
+
 def _allocation_error(err: OneError, name: str) -> EC2Error:
     if "already taken" in err.message or "already exists" in err.message:
         return EC2Error("InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI")
@@ -338,7 +366,8 @@ async def deregister_image(ctx: RequestContext, params: dict[str, Any]) -> dict[
 @action(
     "CreateImage",
     opennebula="one.vm.disksaveas of the instance's root disk, then one.image.update merging "
-    "EC2_AMI, DESCRIPTION and EC2_TAG_* tags in (oned's SAVE_AS_HOT marks stay)",
+    "EC2_AMI, DESCRIPTION and EC2_TAG_* tags in (oned's SAVE_AS_HOT marks stay; the image is "
+    "deleted if that fails)",
 )
 async def create_image(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     from ec2gw.actions.instance_view import state_of
@@ -378,8 +407,13 @@ async def create_image(ctx: RequestContext, params: dict[str, Any]) -> dict[str,
         extra.append(("DESCRIPTION", params["Description"]))
     extra += documents.tag_vectors(image_tags)
     # Merged in: the saved disk's template holds oned's SAVE_AS_HOT, SAVED_VM_ID and
-    # SAVED_DISK_ID, which start the copy and end the VM's HOTPLUG_SAVEAS.
-    await ctx.one("one.image.update", image_id, documents.template_text(extra), 1)
+    # SAVED_DISK_ID, which start the copy and end the VM's HOTPLUG_SAVEAS. If that fails
+    # the image goes: unmarked it would hold the name (a retry: InvalidAMIName.Duplicate).
+    try:
+        await ctx.one("one.image.update", image_id, documents.template_text(extra), 1)
+    except BaseException:
+        await delete_quietly(ctx, image_id)
+        raise
     return {"ImageId": ids.IMAGE.encode(image_id)}
 
 

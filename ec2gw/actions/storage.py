@@ -37,6 +37,7 @@ from ec2gw.actions.images import (
     _executable_check,
     _image_datastore,
     _owner_check,
+    delete_quietly,
     wrong_vm_state,
 )
 from ec2gw.actions.instances import vms_by_ids, zones_of
@@ -255,13 +256,6 @@ def _ready_snapshot(snapshot: documents.Element, snapshot_id: str) -> None:
         raise EC2Error("IncorrectState", f"Snapshot '{snapshot_id}' is in invalid state - {state}")
 
 
-async def _delete_quietly(ctx: RequestContext, image_id: int) -> None:
-    try:
-        await ctx.one("one.image.delete", image_id, False)
-    except (OneError, EC2Error):
-        log.error("request_id=%s could not remove image %s", ctx.request_id, image_id)
-
-
 # The attributes the gateway writes on an image; a clone drops those of its source.
 GATEWAY_ATTRIBUTES = frozenset(
     {
@@ -297,7 +291,7 @@ async def _mark(
         else:
             await ctx.one("one.image.update", image_id, documents.template_text(attributes), 1)
     except BaseException:
-        await _delete_quietly(ctx, image_id)
+        await delete_quietly(ctx, image_id)
         raise
 
 
@@ -401,7 +395,7 @@ async def _create_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[st
     try:
         await ctx.one("one.image.persistent", image_id, True)
     except BaseException:
-        await _delete_quietly(ctx, image_id)
+        await delete_quietly(ctx, image_id)
         raise
     return await _one_volume(ctx, image_id)
 
