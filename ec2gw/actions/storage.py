@@ -32,7 +32,7 @@ from typing import Any
 
 from ec2gw.actions import instance_view as view
 from ec2gw.actions.context import RequestContext, finish_dry_run
-from ec2gw.actions.hotplug import hotplug
+from ec2gw.actions.hotplug import finished, hotplug
 from ec2gw.actions.images import (
     _executable_check,
     _image_datastore,
@@ -620,7 +620,8 @@ async def delete_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str
 @action(
     "ModifyVolume",
     opennebula="grow: one.vm.diskresize of the attached disk (OpenNebula cannot resize a "
-    "detached image); VolumeType: one.image.update",
+    "detached image), `completed` once oned has resized it (the VM left DISK_RESIZE, 10 s at "
+    "most), else `modifying`; VolumeType: one.image.update",
 )
 async def modify_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     image = await volume_image(ctx, params["VolumeId"])
@@ -643,37 +644,47 @@ async def modify_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str
         )
     finish_dry_run(params)
     image_id = documents.integer(image, "ID")
+    state = "completed"
     if grow:
         (vm,) = await vms_by_ids(ctx, [volume["Attachments"][0]["InstanceId"]])
         disk = _disk_of(vm, image_id)
         if disk is None:
             raise EC2Error("IncorrectState", f"Volume '{params['VolumeId']}' is being detached.")
+        vm_id = documents.integer(vm, "ID")
         await hotplug(
-            ctx,
-            "one.vm.diskresize",
-            documents.integer(vm, "ID"),
-            documents.integer(disk, "DISK_ID"),
-            str(size * 1024),
+            ctx, "one.vm.diskresize", vm_id, documents.integer(disk, "DISK_ID"), str(size * 1024)
         )
+        state = _resized(await finished(ctx, vm_id), image_id, size)
     if volume_type is not None and volume_type != volume["VolumeType"]:
         await ctx.one(
             "one.image.update", image_id, documents.template_text([(VOLUME_TYPE, volume_type)]), 1
         )
-    return {
-        "VolumeModification": {
-            "VolumeId": params["VolumeId"],
-            "ModificationState": "completed",
-            "TargetSize": size or volume["Size"],
-            "TargetVolumeType": volume_type or volume["VolumeType"],
-            "TargetMultiAttachEnabled": False,
-            "OriginalSize": volume["Size"],
-            "OriginalVolumeType": volume["VolumeType"],
-            "OriginalMultiAttachEnabled": False,
-            "Progress": 100,
-            "StartTime": datetime.now(UTC),
-            "EndTime": datetime.now(UTC),
-        }
+    now = datetime.now(UTC)
+    modification = {
+        "VolumeId": params["VolumeId"],
+        "ModificationState": state,
+        "TargetSize": size or volume["Size"],
+        "TargetVolumeType": volume_type or volume["VolumeType"],
+        "TargetMultiAttachEnabled": False,
+        "OriginalSize": volume["Size"],
+        "OriginalVolumeType": volume["VolumeType"],
+        "OriginalMultiAttachEnabled": False,
+        "Progress": 100 if state == "completed" else 0,
+        "StartTime": now,
     }
+    if state != "modifying":
+        modification["EndTime"] = now
+    return {"VolumeModification": modification}
+
+
+def _resized(vm: documents.Element | None, image_id: int, size_gib: int) -> str:
+    """The resize's EC2 state: oned resizes asynchronously (the VM in DISK_RESIZE) and puts
+    the old size back if the driver fails."""
+    if vm is None:
+        return "modifying"
+    disk = _disk_of(vm, image_id)
+    done = disk is not None and documents.integer(disk, "SIZE") >= size_gib * 1024
+    return "completed" if done else "failed"
 
 
 # --- snapshots ---------------------------------------------------------------------------

@@ -165,3 +165,25 @@ def _deleted(call, **kwargs) -> bool:
     except ClientError:
         return False
     return True
+
+
+def test_modify_volume_completed_means_resized(gateway, ec2, ami, zone):
+    """oned resizes an attached disk asynchronously (DISK_RESIZE) and may still fail: a
+    `completed` modification was answered while the volume still had its old size."""
+    instance_id = _running(ec2, ami)
+    volume_id = ec2.create_volume(Size=1, AvailabilityZone=zone)["VolumeId"]
+    _available(ec2, volume_id)
+    ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device="/dev/vdf")
+    eventually(
+        lambda: ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["State"] == "in-use"
+    )
+    modification = ec2.modify_volume(VolumeId=volume_id, Size=2)["VolumeModification"]
+    assert modification["ModificationState"] in ("modifying", "completed")
+    if modification["ModificationState"] == "completed":
+        assert ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Size"] == 2
+    eventually(lambda: ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Size"] == 2)
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    ec2.get_waiter("instance_terminated").wait(
+        InstanceIds=[instance_id], WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+    )
+    eventually(lambda: _deleted(ec2.delete_volume, VolumeId=volume_id))
