@@ -87,7 +87,7 @@ def test_elastic_ip_errors_change_nothing(ec2):
         ),
         (ec2.release_address, {"PublicIp": "203.0.113.9"}, "InvalidAddress.NotFound"),
         (ec2.allocate_address, {"DryRun": True}, "DryRunOperation"),
-        (ec2.allocate_address, {"Address": "10.9.9.9"}, "AddressLimitExceeded"),
+        (ec2.allocate_address, {"Address": "10.9.9.9"}, "InvalidAddress.NotFound"),  # no pool
         (
             ec2.associate_address,
             {"AllocationId": "eipalloc-0000ffff", "InstanceId": "i-0000ffff"},
