@@ -304,8 +304,9 @@ async def _target_vm(ctx: RequestContext, params: dict[str, Any]) -> documents.E
 
 @action(
     "AssociateAddress",
-    opennebula="one.vm.attachnic with a NIC on the address's reservation (moved with "
-    "one.vm.detachnic when AllowReassociation)",
+    opennebula="one.vm.attachnic with a NIC on the address's reservation in the security "
+    "groups of the instance's primary NIC (moved with one.vm.detachnic when AllowReassociation, "
+    "attached once oned has finished the detach)",
 )
 async def associate_address(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     address = await _one_address(ctx, params, by="AllocationId")
