@@ -81,6 +81,22 @@ class Backend:
     def stop(self) -> None:
         if self.sim is not None:
             self.sim.stop()
+        else:
+            self._terminate_leftovers()
+
+    def _terminate_leftovers(self) -> None:
+        """The VMs this run's users left (a failed test's): on a shared oned they would fill
+        the hosts for every later run."""
+        proxy = xmlrpc.client.ServerProxy(self.settings.opennebula.endpoint)
+        pool = documents.parse(self.one("one.vmpool.info", -2, -1, -1, -1))
+        for vm in pool.iterfind("VM"):
+            if not documents.text(vm, "UNAME").endswith(f"-{self.run_id}"):
+                continue
+            for _ in range(10):  # oned refuses a VM in PROLOG, BOOT, a hotplug...
+                action = proxy.one.vm.action
+                if action(self.oneadmin_session, "terminate-hard", documents.integer(vm, "ID"))[0]:
+                    break
+                time.sleep(0.5)
 
 
 def _keystore(one: OneClient, settings: Settings) -> KeyStore:

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import xmlrpc.client
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ import boto3
 import pytest
 import uvicorn
 from botocore.config import Config
-from lxml import etree
 
 from ec2gw.app import create_app
 from ec2gw.auth.keys import AccessKey
@@ -167,26 +165,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
                 url=url, region=backend.region, key=backend.key, backend=backend, data_dir=data_dir
             )
     finally:
-        if backend.real:
-            _terminate_leftovers(backend)
         backend.stop()
-
-
-def _terminate_leftovers(backend: Backend) -> None:
-    """The VMs this run's users left (a failed test's): on a shared oned they would fill
-    the hosts for every later run."""
-    proxy = xmlrpc.client.ServerProxy(backend.settings.opennebula.endpoint)
-    pool = backend.one("one.vmpool.info", -2, -1, -1, -1)
-    for vm in etree.fromstring(pool.encode()).iterfind("VM"):
-        if not vm.findtext("UNAME", "").endswith(f"-{backend.run_id}"):
-            continue
-        for _ in range(10):  # oned refuses a VM in PROLOG, BOOT, a hotplug...
-            reply = proxy.one.vm.action(
-                backend.oneadmin_session, "terminate-hard", int(vm.findtext("ID", "-1"))
-            )
-            if reply[0]:
-                break
-            time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")
