@@ -602,12 +602,30 @@ async def detach_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str
     return {**attachment, "State": "detaching"}
 
 
-@action("DeleteVolume", opennebula="one.image.delete (refused while attached)")
+CLONE_WAIT_SECONDS = 10.0
+
+
+async def _copied(ctx: RequestContext, image: documents.Element) -> documents.Element:
+    """The image once oned has finished copying a snapshot from it (it is in CLONE till
+    then, and oned refuses to delete it), or as it is after CLONE_WAIT_SECONDS."""
+    deadline = time.monotonic() + CLONE_WAIT_SECONDS
+    while documents.integer(image, "STATE") == CLONE and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        image = await ctx.one_doc("one.image.info", documents.integer(image, "ID"))
+    return image
+
+
+@action(
+    "DeleteVolume",
+    opennebula="one.image.delete (refused while attached; once a snapshot being copied from "
+    "it is done, 10 s at most)",
+)
 async def delete_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     image = await volume_image(ctx, params["VolumeId"])
     if _users(image):
         raise EC2Error("VolumeInUse", f"Volume {params['VolumeId']} is currently attached")
     finish_dry_run(params)
+    image = await _copied(ctx, image)
     try:
         await ctx.one("one.image.delete", documents.integer(image, "ID"), False)
     except OneError as err:
