@@ -413,8 +413,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 def actions_table() -> str:
     from ec2gw.actions.registry import all_actions
 
-    rows = [f"| `{spec.name}` | {spec.opennebula} |" for spec in all_actions()]
-    return "\n".join(["| EC2 action | OpenNebula |", "| --- | --- |", *rows])
+    rows = [
+        f"| `{spec.name}` | {spec.opennebula} | {spec.oned or 'reads only'} |"
+        for spec in all_actions()
+    ]
+    header = ["| EC2 action | OpenNebula | relies on in oned |", "| --- | --- | --- |"]
+    return "\n".join([*header, *rows])
 
 
 def _generated_blocks() -> dict[str, str]:

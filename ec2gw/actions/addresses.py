@@ -187,9 +187,12 @@ def _groups(nic: documents.Element | None) -> list[str]:
 
 @action(
     "AllocateAddress",
-    opennebula="one.vn.reserve of one lease of the public network into a network owned by "
-    "the caller (Address: IP and the AR_ID of its address range); one.vn.update merges in "
+    opennebula="one.vn.reserve of one lease of the public network into a network owned by the "
+    "caller (Address: IP and the AR_ID of its address range); one.vn.update merges in "
     "SECURITY_GROUPS without the 0 oned adds and the tags (EC2_TAG_* vectors)",
+    oned="one.vn.reserve copies the public network's template, group 0 included, which a merge "
+    "update takes out; an Address needs its AR_ID; the reservation is deleted if a later "
+    "step fails",
 )
 async def allocate_address(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     domain = params.get("Domain") or "vpc"
@@ -304,9 +307,11 @@ async def _target_vm(ctx: RequestContext, params: dict[str, Any]) -> documents.E
 
 @action(
     "AssociateAddress",
-    opennebula="one.vm.attachnic with a NIC on the address's reservation in the security "
-    "groups of the instance's primary NIC (moved with one.vm.detachnic when AllowReassociation, "
-    "attached once oned has finished the detach)",
+    opennebula="one.vm.attachnic with a NIC on the address's reservation in the security groups "
+    "of the instance's primary NIC (moved with one.vm.detachnic when "
+    "AllowReassociation, attached once oned has finished the detach)",
+    oned="attachnic/detachnic only in RUNNING or POWEROFF; a detach is asynchronous (the lease "
+    "stays taken until HOTPLUG_NIC ends), so a reassociation waits for it, bounded",
 )
 async def associate_address(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     address = await _one_address(ctx, params, by="AllocationId")
@@ -361,8 +366,10 @@ async def associate_address(ctx: RequestContext, params: dict[str, Any]) -> dict
 
 @action(
     "DisassociateAddress",
-    opennebula="one.vm.detachnic of the address's NIC; answers once oned has finished the "
-    "detach (the VM left HOTPLUG_NIC), 10 s at most",
+    opennebula="one.vm.detachnic of the address's NIC; answers once oned has finished the detach "
+    "(the VM left HOTPLUG_NIC), 10 s at most",
+    oned="detachnic only in RUNNING or POWEROFF; asynchronous on a running VM: answered once oned "
+    "has finished (bounded wait), so a release right after works",
 )
 async def disassociate_address(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     address = await _one_address(ctx, params, by="AssociationId")
@@ -380,8 +387,10 @@ async def disassociate_address(ctx: RequestContext, params: dict[str, Any]) -> d
 
 @action(
     "ReleaseAddress",
-    opennebula="one.vn.delete of the reservation: the lease returns to the public network "
-    "(a reservation oned is deleting, LOCK_DELETE, is gone)",
+    opennebula="one.vn.delete of the reservation: the lease returns to the public network (a "
+    "reservation oned is deleting, LOCK_DELETE, is gone)",
+    oned="vn.delete refused while a lease is in use; asynchronous (LOCK_DELETE, then gone): a "
+    "reservation in LOCK_DELETE counts as released",
 )
 async def release_address(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     address = await _one_address(ctx, params, by="AllocationId")

@@ -308,6 +308,8 @@ def _allocation_error(err: OneError, name: str) -> EC2Error:
 @action(
     "RegisterImage",
     opennebula="one.image.allocate(TYPE=OS, PATH=ImageLocation) in the first image datastore",
+    oned="image.allocate TYPE=OS in the first image datastore (LOCKED while the driver copies, "
+    "then READY); NAME unique per owner ('already taken': InvalidAMIName.Duplicate)",
 )
 async def register_image(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     name = _check_ami_name(params.get("Name"))
@@ -349,7 +351,12 @@ async def _own_image(ctx: RequestContext, image_id: str) -> documents.Element:
     return image
 
 
-@action("DeregisterImage", opennebula="one.image.delete")
+@action(
+    "DeregisterImage",
+    opennebula="one.image.delete",
+    oned="image.delete refused while used or cloned; asynchronous (DELETE): an image in DELETE is "
+    "gone for EC2",
+)
 async def deregister_image(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     image = await _own_image(ctx, params["ImageId"])
     finish_dry_run(params)
@@ -366,8 +373,11 @@ async def deregister_image(ctx: RequestContext, params: dict[str, Any]) -> dict[
 @action(
     "CreateImage",
     opennebula="one.vm.disksaveas of the instance's root disk, then one.image.update merging "
-    "EC2_AMI, DESCRIPTION and EC2_TAG_* tags in (oned's SAVE_AS_HOT marks stay; the image is "
-    "deleted if that fails)",
+    "EC2_AMI, DESCRIPTION and EC2_TAG_* tags in (oned's SAVE_AS_HOT marks stay; the "
+    "image is deleted if that fails)",
+    oned="vm.disksaveas in RUNNING, POWEROFF, SUSPENDED, STOPPED or UNDEPLOYED (oned refuses with "
+    "INTERNAL: IncorrectInstanceState); marks merged so SAVE_AS_HOT stays; the image deleted "
+    "if that fails",
 )
 async def create_image(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     from ec2gw.actions.instance_view import state_of
@@ -508,6 +518,8 @@ def _permission_change(params: dict[str, Any]) -> tuple[bool | None, str | None]
     "ModifyImageAttribute",
     opennebula="launchPermission Group=all ↔ one.image.chmod OTHER_U; description ↔ "
     "one.image.update",
+    oned="image.chmod with unchanged bits as -1 (no ADMIN needed; OTHER needs "
+    "ENABLE_OTHER_PERMISSIONS); DESCRIPTION merged (append=1) into the replace-mode template",
 )
 async def modify_image_attribute(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     public, description = _permission_change(params)

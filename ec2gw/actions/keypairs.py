@@ -211,6 +211,8 @@ async def _prepare(ctx: RequestContext, params: dict[str, Any]) -> tuple:
     "CreateKeyPair",
     opennebula="one.user.update (merge) of the caller: an EC2_KEY_PAIR_<digest of the name> "
     "vector on the user",
+    oned="user templates are in replace mode: one EC2_KEY_PAIR_<digest> vector per pair, merged "
+    "in (append=1); the duplicate-name check reads first (not atomic)",
 )
 async def create_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     key_type = params.get("KeyType") or "rsa"
@@ -290,6 +292,8 @@ def _load_public_key(material: bytes) -> Any:
     "ImportKeyPair",
     opennebula="one.user.update (merge) of the caller: an EC2_KEY_PAIR_<digest of the name> "
     "vector on the user",
+    oned="user templates are in replace mode: one EC2_KEY_PAIR_<digest> vector per pair, merged "
+    "in (append=1); the duplicate-name check reads first (not atomic)",
 )
 async def import_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     material = params.get("PublicKeyMaterial")
@@ -367,6 +371,8 @@ async def describe_key_pairs(ctx: RequestContext, params: dict[str, Any]) -> dic
 @action(
     "DeleteKeyPair",
     opennebula="one.user.update of the caller's template without that key pair's vector",
+    oned="the user template (replace mode) written back as read, without the pair's vector "
+    "(append=0): anything merged in between is lost",
 )
 async def delete_key_pair(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     name, pair_id = params.get("KeyName"), params.get("KeyPairId")

@@ -2,7 +2,9 @@
 
 A handler receives the request context and the parameters parsed by the model (boto3
 member names) and returns a dict shaped like the operation's output. The registry also
-records how each action maps onto OpenNebula, which the README's table is generated from.
+records how each action maps onto OpenNebula and, for the actions that change OpenNebula,
+what they rely on in oned (template modes, the states oned accepts, what a failure leaves
+behind), which the README's table is generated from.
 """
 
 from __future__ import annotations
@@ -38,16 +40,17 @@ class ActionSpec:
     name: str
     handler: Handler
     opennebula: str  # how the action maps onto OpenNebula, for the README
+    oned: str = ""  # what a writing action relies on in oned, for the README
 
 
 _REGISTRY: dict[str, ActionSpec] = {}
 
 
-def action(name: str, *, opennebula: str) -> Callable[[Handler], Handler]:
+def action(name: str, *, opennebula: str, oned: str = "") -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         if name in _REGISTRY:
             raise RuntimeError(f"action {name} registered twice")
-        _REGISTRY[name] = ActionSpec(name, handler, opennebula)
+        _REGISTRY[name] = ActionSpec(name, handler, opennebula, oned)
         return handler
 
     return register

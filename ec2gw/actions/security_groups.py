@@ -294,8 +294,10 @@ async def group_ids_by_name(ctx: RequestContext, names: list[str]) -> list[str]:
 
 @action(
     "CreateSecurityGroup",
-    opennebula="one.secgroup.allocate (NAME, DESCRIPTION, an allow-all OUTBOUND RULE, "
-    "EC2_TAG_* tags)",
+    opennebula="one.secgroup.allocate (NAME, DESCRIPTION, an allow-all OUTBOUND RULE, EC2_TAG_* "
+    "tags)",
+    oned="one secgroup.allocate with the rules and tags, nothing half-made; a taken name (oned "
+    "answers INTERNAL 'NAME is already taken') is InvalidGroup.Duplicate",
 )
 async def create_security_group(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     name, description = params.get("GroupName"), params.get("Description")
@@ -337,7 +339,12 @@ async def create_security_group(ctx: RequestContext, params: dict[str, Any]) -> 
     }
 
 
-@action("DeleteSecurityGroup", opennebula="one.secgroup.delete (refused while VMs use it)")
+@action(
+    "DeleteSecurityGroup",
+    opennebula="one.secgroup.delete (refused while VMs use it)",
+    oned="secgroup.delete refused for group 0 and while a VM uses the group (a VM releases it "
+    "only once DONE)",
+)
 async def delete_security_group(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     group = await _named(ctx, params)
     one_id = documents.integer(group, "ID")
@@ -495,22 +502,45 @@ async def _change_rules(
     return {"Return": True, "RevokedSecurityGroupRules": rules}
 
 
-@action("AuthorizeSecurityGroupIngress", opennebula="one.secgroup.update: INBOUND RULEs added")
+RULE_CHANGES_ON_ONED = (
+    "security group templates are not in replace mode: the RULEs are rewritten from the "
+    "template read just before (append=0) under a per-process lock; oned validates the rules "
+    "and pushes them to every VM in the group"
+)
+
+
+@action(
+    "AuthorizeSecurityGroupIngress",
+    opennebula="one.secgroup.update: INBOUND RULEs added",
+    oned=RULE_CHANGES_ON_ONED,
+)
 async def authorize_ingress(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     return await _change_rules(ctx, params, egress=False, add=True)
 
 
-@action("AuthorizeSecurityGroupEgress", opennebula="one.secgroup.update: OUTBOUND RULEs added")
+@action(
+    "AuthorizeSecurityGroupEgress",
+    opennebula="one.secgroup.update: OUTBOUND RULEs added",
+    oned=RULE_CHANGES_ON_ONED,
+)
 async def authorize_egress(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     return await _change_rules(ctx, params, egress=True, add=True)
 
 
-@action("RevokeSecurityGroupIngress", opennebula="one.secgroup.update: INBOUND RULEs removed")
+@action(
+    "RevokeSecurityGroupIngress",
+    opennebula="one.secgroup.update: INBOUND RULEs removed",
+    oned=RULE_CHANGES_ON_ONED,
+)
 async def revoke_ingress(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     return await _change_rules(ctx, params, egress=False, add=False)
 
 
-@action("RevokeSecurityGroupEgress", opennebula="one.secgroup.update: OUTBOUND RULEs removed")
+@action(
+    "RevokeSecurityGroupEgress",
+    opennebula="one.secgroup.update: OUTBOUND RULEs removed",
+    oned=RULE_CHANGES_ON_ONED,
+)
 async def revoke_egress(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     return await _change_rules(ctx, params, egress=True, add=False)
 

@@ -300,9 +300,11 @@ async def _mark(
 
 @action(
     "CreateVolume",
-    opennebula="one.image.allocate of a persistent DATABLOCK (SIZE MB, EBS_VOLUME=YES, "
-    "EC2_TAG_* tags); from a snapshot one.image.clone + one.image.update + "
-    "one.image.persistent",
+    opennebula="one.image.allocate of a persistent DATABLOCK (SIZE MB, EBS_VOLUME=YES, EC2_TAG_* "
+    "tags); from a snapshot one.image.clone + one.image.update + one.image.persistent",
+    oned="image.allocate of a persistent DATABLOCK (LOCKED, then READY); from a snapshot: clone, "
+    "rewrite of the clone's template, persistent; a failed step deletes the clone (retried "
+    "while LOCKED)",
 )
 async def create_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     token = params.get("ClientToken")
@@ -513,8 +515,11 @@ def _attached(volume: dict[str, Any], volume_id: str) -> dict[str, Any]:
 
 @action(
     "AttachVolume",
-    opennebula="one.vm.attach with DISK=[IMAGE_ID, TARGET] (TARGET = the device name's last "
-    "part: /dev/sdf ↔ sdf)",
+    opennebula="one.vm.attach with DISK=[IMAGE_ID, TARGET] (TARGET = the device name's last part: "
+    "/dev/sdf ↔ sdf)",
+    oned="vm.attach only in RUNNING or POWEROFF and of a READY image (one being cloned: "
+    "IncorrectState); asynchronous (HOTPLUG); ATTACH_TIME merged into the replace-mode image "
+    "template",
 )
 async def attach_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     device = DEVICE.fullmatch(params.get("Device") or "")
@@ -575,6 +580,8 @@ async def attach_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str
 @action(
     "DetachVolume",
     opennebula="one.vm.detach of the DISK_ID whose IMAGE_ID is the volume (Force does the same)",
+    oned="vm.detach only in RUNNING or POWEROFF; asynchronous (HOTPLUG): the image is released "
+    "when the driver answers",
 )
 async def detach_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     image = await volume_image(ctx, params["VolumeId"])
@@ -617,8 +624,10 @@ async def _copied(ctx: RequestContext, image: documents.Element) -> documents.El
 
 @action(
     "DeleteVolume",
-    opennebula="one.image.delete (refused while attached; once a snapshot being copied from "
-    "it is done, 10 s at most)",
+    opennebula="one.image.delete (refused while attached; once a snapshot being copied from it is "
+    "done, 10 s at most)",
+    oned="image.delete refused while attached or cloned (a pending copy is waited for, bounded); "
+    "asynchronous (DELETE): an image in DELETE is gone for EC2",
 )
 async def delete_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     image = await volume_image(ctx, params["VolumeId"])
@@ -637,9 +646,12 @@ async def delete_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str
 
 @action(
     "ModifyVolume",
-    opennebula="grow: one.vm.diskresize of the attached disk (OpenNebula cannot resize a "
-    "detached image), `completed` once oned has resized it (the VM left DISK_RESIZE, 10 s at "
+    opennebula="grow: one.vm.diskresize of the attached disk (OpenNebula cannot resize a detached "
+    "image), `completed` once oned has resized it (the VM left DISK_RESIZE, 10 s at "
     "most), else `modifying`; VolumeType: one.image.update",
+    oned="vm.diskresize only in RUNNING, POWEROFF or UNDEPLOYED, and only to grow; asynchronous: "
+    "completed once oned has resized, modifying until then, failed if it rolled back; "
+    "VolumeType merged",
 )
 async def modify_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     image = await volume_image(ctx, params["VolumeId"])
@@ -775,6 +787,9 @@ async def _snapshot_of(
     opennebula="one.image.clone of a detached volume, then one.image.update of the clone's "
     "template (EBS_SNAPSHOT=YES, tags); one.vm.disksaveas of an attached one, then "
     "one.image.update merging them in (oned's SAVE_AS_HOT marks stay)",
+    oned="detached: image.clone (the volume is in CLONE until copied); attached: vm.disksaveas, "
+    "marks merged so oned's SAVE_AS_HOT stays; a volume still creating: IncorrectState; "
+    "image deleted on failure",
 )
 async def create_snapshot(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     snapshot_tags = tag_rules.from_specifications(params.get("TagSpecifications"), "snapshot")
@@ -797,6 +812,9 @@ async def create_snapshot(ctx: RequestContext, params: dict[str, Any]) -> dict[s
     "CopySnapshot",
     opennebula="one.image.clone of the snapshot image, then one.image.update of the clone's "
     "template (its source's EC2 facts and tags replaced)",
+    oned="image.clone of a READY or USED snapshot (a pending one: IncorrectState); the clone's "
+    "template rewritten once from its own read (append=0); the clone is deleted if that "
+    "fails",
 )
 async def copy_snapshot(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     region = await local_region(ctx)
@@ -815,7 +833,12 @@ async def copy_snapshot(ctx: RequestContext, params: dict[str, Any]) -> dict[str
     return {"SnapshotId": copied["SnapshotId"], "Tags": copied["Tags"]}
 
 
-@action("DeleteSnapshot", opennebula="one.image.delete of an image marked EBS_SNAPSHOT")
+@action(
+    "DeleteSnapshot",
+    opennebula="one.image.delete of an image marked EBS_SNAPSHOT",
+    oned="image.delete refused while the image is cloned or used, and to its owner while LOCKED; "
+    "asynchronous (DELETE): an image in DELETE is gone for EC2",
+)
 async def delete_snapshot(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     image = await snapshot_image(ctx, params["SnapshotId"])
     finish_dry_run(params)

@@ -178,8 +178,11 @@ async def _targets(ctx: RequestContext, params: dict[str, Any]) -> list[Tagged]:
 @action(
     "CreateTags",
     opennebula="one.vm.update / one.image.update / one.secgroup.update / one.vn.update / "
-    "one.user.update, merging an EC2_TAG_<digest of the key> = [KEY, VALUE] vector per tag "
-    "(a key pair's tags: its vector on the user)",
+    "one.user.update, merging an EC2_TAG_<digest of the key> = [KEY, VALUE] vector per "
+    "tag (a key pair's tags: its vector on the user)",
+    oned="*.update append=1 merges one EC2_TAG_<digest> vector per tag, so replace-mode image and "
+    "user templates keep every tag; on a security group oned pushes its rules to its VMs "
+    "again",
 )
 async def create_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     if not params.get("Tags"):
@@ -203,6 +206,8 @@ async def create_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
     "DeleteTags",
     opennebula="one.vm.update / one.image.update / one.secgroup.update / one.vn.update / "
     "one.user.update: the template read just before, without those tags' vectors",
+    oned="*.update append=0 of the template read just before, without those tags' vectors: a tag "
+    "merged in between is lost",
 )
 async def delete_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     targets = await _targets(ctx, params)
