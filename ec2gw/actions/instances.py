@@ -28,7 +28,7 @@ from ec2gw.actions.regions import availability_zones
 from ec2gw.actions.registry import action
 from ec2gw.ec2 import filters, idempotency, ids, pages, tags
 from ec2gw.one import documents, states
-from ec2gw.one.errors import ACTION, AUTHORIZATION, NO_EXISTS, OneError, to_ec2_error
+from ec2gw.one.errors import ACTION, AUTHORIZATION, INTERNAL, NO_EXISTS, OneError, to_ec2_error
 from ec2gw.protocol.errors import EC2Error, invalid_value, missing_parameter
 from ec2gw.protocol.serializer import Xml
 
@@ -360,15 +360,39 @@ def _launch_error(err: OneError, count: int) -> EC2Error:
     return to_ec2_error(err)
 
 
+def _type_context(type_template: documents.Element) -> dict[str, str]:
+    """The instance type's own CONTEXT members (start scripts, ONEGATE token...).
+
+    `one.template.instantiate` merges the extra template with `Template::merge`, which
+    replaces a same-named attribute whole: the launch sends the union itself."""
+    context = type_template.find("TEMPLATE/CONTEXT")
+    return {c.tag: c.text or "" for c in (context if context is not None else [])}
+
+
+def _requirements(type_template: documents.Element, cluster: int | None) -> str:
+    """The type's SCHED_REQUIREMENTS ANDed with the zone's cluster (replaced whole by
+    instantiate's merge, like CONTEXT)."""
+    own = documents.text(type_template, "TEMPLATE/SCHED_REQUIREMENTS").strip()
+    if cluster is None:
+        return own
+    zone = f"CLUSTER_ID = {cluster}"
+    return f"({own}) & ({zone})" if own else zone
+
+
 async def _roll_back(ctx: RequestContext, vm_ids: list[int]) -> None:
-    """Remove VMs made by a launch that failed: hide them, then terminate them."""
-    for vm_id in vm_ids:
+    """Remove VMs made by a launch that failed: hide them, then terminate them, waiting as
+    TerminateInstances does for those the scheduler has meanwhile moved to PROLOG/BOOT."""
+    deadline = time.monotonic() + ctx.settings.gateway.terminate_wait_seconds
+
+    async def remove(vm_id: int) -> None:
         try:
             await ctx.one("one.vm.update", vm_id, f'{view.HIDDEN} = "YES"', 1)
-            await ctx.one("one.vm.action", "terminate-hard", vm_id)
+            await _terminate(ctx, await ctx.one_doc("one.vm.info", vm_id), deadline)
         except (OneError, EC2Error):
             # Best effort: the VM stays hidden or is left for the operator; log it.
             log.error("request_id=%s could not roll back VM %s", ctx.request_id, vm_id)
+
+    await asyncio.gather(*(remove(vm_id) for vm_id in vm_ids))
 
 
 @action(
@@ -456,15 +480,17 @@ async def _launch(ctx: RequestContext, params: dict[str, Any], token: str | None
     if network is not None:
         nic = {"NETWORK_ID": network, "SECURITY_GROUPS": ",".join(map(str, groups))}
         hardware.append(("NIC", nic))
-    context: dict[str, Any] = {"NETWORK": "YES", "SET_HOSTNAME": "$NAME"}
+    context: dict[str, Any] = {**_type_context(type_template), "NETWORK": "YES"}
+    context["SET_HOSTNAME"] = "$NAME"
     if public_key:
         context["SSH_PUBLIC_KEY"] = public_key
     if user_data:
         context["USER_DATA"] = user_data
         context["USERDATA_ENCODING"] = "base64"
     hardware.append(("CONTEXT", context))
-    if cluster is not None:
-        hardware.append(("SCHED_REQUIREMENTS", f"CLUSTER_ID = {cluster}"))
+    requirements = _requirements(type_template, cluster)
+    if requirements:
+        hardware.append(("SCHED_REQUIREMENTS", requirements))
     tag_vectors = documents.tag_vectors(instance_tags)
     name = instance_tags.get("Name", "")
 
@@ -512,10 +538,40 @@ def _incorrect(instance_id: str, what: str) -> EC2Error:
     )
 
 
+# The states oned's DispatchManager takes each action in (poweroff, reboot, resume), so
+# that a request is refused as a whole before any of its instances changes (as EC2 does),
+# rather than midway.
+_UNKNOWN, _SHUTDOWN_POWEROFF = 16, 18
+_ACTIVE_LCM_ACCEPTED = {
+    "poweroff": {3, _UNKNOWN},  # RUNNING, UNKNOWN
+    "poweroff-hard": {3, _UNKNOWN, _SHUTDOWN_POWEROFF},  # and a stop that is stuck
+    "reboot": {3},
+    "resume": {_UNKNOWN},
+}
+_RESUMABLE_STATES = {4, 5, 8, 9}  # STOPPED, SUSPENDED, POWEROFF, UNDEPLOYED
+
+
+def _accepts(vm: documents.Element, one_action: str) -> bool:
+    raw_state, lcm = _lcm(vm)
+    if one_action == "resume" and raw_state in _RESUMABLE_STATES:
+        return True
+    return raw_state == states.ACTIVE and lcm in _ACTIVE_LCM_ACCEPTED[one_action]
+
+
+def _instance_limit() -> EC2Error:
+    return EC2Error(
+        "InstanceLimitExceeded",
+        "Your quota allows for 0 more running instance(s). You requested at least 1.",
+    )
+
+
 async def _act(ctx: RequestContext, one_action: str, vm: documents.Element, what: str) -> None:
     try:
         await ctx.one("one.vm.action", one_action, documents.integer(vm, "ID"))
     except OneError as err:
+        # oned checks the running-VM quota of a resume first and refuses it as ACTION.
+        if err.code in (ACTION, AUTHORIZATION) and "quota" in err.message.lower():
+            raise _instance_limit() from None
         if err.code == ACTION:
             raise _incorrect(view.instance_id(vm), what) from None
         raise
@@ -525,55 +581,69 @@ def _lcm(vm: documents.Element) -> tuple[int, int]:
     return documents.integer(vm, "STATE"), documents.integer(vm, "LCM_STATE")
 
 
-@action("StartInstances", opennebula='one.vm.action("resume") on powered-off/stopped VMs')
+Plan = list[tuple[documents.Element, states.InstanceState, str | None]]
+
+
+async def _carry_out(
+    ctx: RequestContext, plan: Plan, what: str, after: states.InstanceState
+) -> list[dict]:
+    """Send each planned action (None: nothing to do) and describe the state changes."""
+    changes = []
+    for vm, state, one_action in plan:
+        if one_action is None:
+            changes.append(_change(view.instance_id(vm), state, state))
+        else:
+            await _act(ctx, one_action, vm, what)
+            changes.append(_change(view.instance_id(vm), state, after))
+    return changes
+
+
+@action(
+    "StartInstances",
+    opennebula='one.vm.action("resume") on stopped VMs (STOPPED, SUSPENDED, POWEROFF, '
+    "UNDEPLOYED), all checked first; a running-VM quota refusal is InstanceLimitExceeded",
+)
 async def start_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     vms = await vms_by_ids(ctx, params["InstanceIds"])
-    plan = []
+    plan: Plan = []
     for vm in vms:
         state = view.state_of(vm)
-        if state.name in ("terminated", "shutting-down", "stopping"):
+        if state.name in ("running", "pending"):
+            plan.append((vm, state, None))
+        elif state.name == "stopped" and _accepts(vm, "resume"):
+            plan.append((vm, state, "resume"))
+        else:  # terminated, on its way somewhere, or in an operation done while off
             raise _incorrect(view.instance_id(vm), "started")
-        plan.append((vm, state))
     finish_dry_run(params)
-    changes = []
-    for vm, state in plan:
-        if state.name == "stopped":
-            await _act(ctx, "resume", vm, "started")
-            changes.append(_change(view.instance_id(vm), state, states.PENDING))
-        else:
-            changes.append(_change(view.instance_id(vm), state, state))
-    return {"StartingInstances": changes}
+    return {"StartingInstances": await _carry_out(ctx, plan, "started", states.PENDING)}
 
 
 @action(
     "StopInstances",
-    opennebula='one.vm.action("poweroff"), or "poweroff-hard" with Force',
+    opennebula='one.vm.action("poweroff") on RUNNING/UNKNOWN VMs, all checked first; with '
+    'Force "poweroff-hard", also for a stop stuck in SHUTDOWN_POWEROFF',
 )
 async def stop_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     vms = await vms_by_ids(ctx, params["InstanceIds"])
-    plan = []
+    one_action = "poweroff-hard" if params.get("Force") else "poweroff"
+    plan: Plan = []
     for vm in vms:
         state = view.state_of(vm)
-        if state.name in ("terminated", "shutting-down", "pending"):
+        if state.name in ("running", "stopping") and _accepts(vm, one_action):
+            plan.append((vm, state, one_action))
+        elif state.name in ("stopped", "stopping"):
+            plan.append((vm, state, None))
+        else:  # terminated, pending, or running but busy (a hotplug, a migration...)
             raise _incorrect(view.instance_id(vm), "stopped")
-        plan.append((vm, state))
     finish_dry_run(params)
-    one_action = "poweroff-hard" if params.get("Force") else "poweroff"
-    changes = []
-    for vm, state in plan:
-        if state.name == "running":
-            await _act(ctx, one_action, vm, "stopped")
-            changes.append(_change(view.instance_id(vm), state, states.STOPPING))
-        else:
-            changes.append(_change(view.instance_id(vm), state, state))
-    return {"StoppingInstances": changes}
+    return {"StoppingInstances": await _carry_out(ctx, plan, "stopped", states.STOPPING)}
 
 
-@action("RebootInstances", opennebula='one.vm.action("reboot")')
+@action("RebootInstances", opennebula='one.vm.action("reboot") on RUNNING VMs, all checked first')
 async def reboot_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     vms = await vms_by_ids(ctx, params["InstanceIds"])
     for vm in vms:
-        if view.state_of(vm).name != "running":
+        if not _accepts(vm, "reboot"):
             raise _incorrect(view.instance_id(vm), "rebooted")
     finish_dry_run(params)
     for vm in vms:
@@ -810,56 +880,91 @@ def _as_bool(value: Any) -> bool:
     raise invalid_value("Value", value)
 
 
+# The stopped states in which oned both resizes (DispatchManager::resize) and updates the
+# configuration (VirtualMachine::updateconf); SUSPENDED and STOPPED it refuses.
+_RECONFIGURABLE_STATES = {8, 9}  # POWEROFF, UNDEPLOYED
+
+
+def _not_stopped(instance_id: str) -> EC2Error:
+    return EC2Error(
+        "IncorrectInstanceState", f"The instance '{instance_id}' is not in the 'stopped' state."
+    )
+
+
+async def _change_type(
+    ctx: RequestContext, vm: documents.Element, name: str, size: documents.Element
+) -> None:
+    """Resize the VM to the type `size` and label it `name`: the label first, put back if
+    oned refuses the resize, so that a failure leaves the instance as it was."""
+    vm_id, instance_id = documents.integer(vm, "ID"), view.instance_id(vm)
+    resize = documents.template_text(
+        [
+            (key, documents.text(size, f"TEMPLATE/{key}"))
+            for key in ("CPU", "VCPU", "MEMORY")
+            if documents.text(size, f"TEMPLATE/{key}")
+        ]
+    )
+    before = view.user_attr(vm, view.INSTANCE_TYPE) or ""
+    await ctx.one("one.vm.update", vm_id, documents.template_text([(view.INSTANCE_TYPE, name)]), 1)
+    try:
+        await ctx.one("one.vm.resize", vm_id, resize, False)
+    except OneError as err:  # refused: nothing changed but the label
+        await ctx.one(
+            "one.vm.update", vm_id, documents.template_text([(view.INSTANCE_TYPE, before)]), 1
+        )
+        if err.code == ACTION:
+            raise _not_stopped(instance_id) from None
+        raise
+
+
+async def _change_user_data(ctx: RequestContext, vm: documents.Element, raw: bytes) -> None:
+    """Set CONTEXT's USER_DATA in merge mode (append=1): in replace mode oned's updateconf
+    erases the OS (firmware, boot order, UUID), FEATURES, GRAPHICS, CPU_MODEL... that the
+    update does not name, and rebuilds CONTEXT from the update alone."""
+    context = {"USER_DATA": base64.b64encode(raw).decode(), "USERDATA_ENCODING": "base64"}
+    try:
+        await ctx.one(
+            "one.vm.updateconf",
+            documents.integer(vm, "ID"),
+            documents.template_text([("CONTEXT", context)]),
+            1,
+        )
+    except OneError as err:  # a state oned refuses: INTERNAL 'cannot be updated in state'
+        if err.code in (ACTION, INTERNAL) and "in state" in err.message:
+            raise _not_stopped(view.instance_id(vm)) from None
+        raise
+
+
 @action(
     "ModifyInstanceAttribute",
-    opennebula="instanceType: one.vm.resize (stopped only); userData: one.vm.updateconf; "
-    "others: one.vm.update of USER_TEMPLATE",
+    opennebula="instanceType: one.vm.update of EC2_INSTANCE_TYPE, then one.vm.resize "
+    "(POWEROFF/UNDEPLOYED only); userData: one.vm.updateconf of CONTEXT in merge mode "
+    "(POWEROFF/UNDEPLOYED only); others: one.vm.update of USER_TEMPLATE",
 )
 async def modify_instance_attribute(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     name, value = _attribute_change(params)
     (vm,) = await vms_by_ids(ctx, [params["InstanceId"]])
     vm_id = documents.integer(vm, "ID")
     instance_id = view.instance_id(vm)
-    stopped = view.state_of(vm).name == "stopped"
+    reconfigurable = _lcm(vm)[0] in _RECONFIGURABLE_STATES
     if name == "instanceType":
         types = await instance_type_templates(ctx)
         if value not in types:
             raise invalid_value("InstanceType", value)
-        if not stopped:
-            raise EC2Error(
-                "IncorrectInstanceState",
-                f"The instance '{instance_id}' is not in the 'stopped' state.",
-            )
+        if not reconfigurable:
+            raise _not_stopped(instance_id)
         finish_dry_run(params)
-        size = types[value]
-        resize = documents.template_text(
-            [
-                (key, documents.text(size, f"TEMPLATE/{key}"))
-                for key in ("CPU", "VCPU", "MEMORY")
-                if documents.text(size, f"TEMPLATE/{key}")
-            ]
-        )
-        await ctx.one("one.vm.resize", vm_id, resize, False)
-        await ctx.one(
-            "one.vm.update", vm_id, documents.template_text([(view.INSTANCE_TYPE, value)]), 1
-        )
+        await _change_type(ctx, vm, value, types[value])
     elif name == "userData":
-        if not stopped:
-            raise EC2Error(
-                "IncorrectInstanceState",
-                f"The instance '{instance_id}' is not in the 'stopped' state.",
-            )
+        if not reconfigurable:
+            raise _not_stopped(instance_id)
         raw = value if isinstance(value, bytes) else str(value).encode()
         if len(raw) > MAX_USER_DATA:
             raise EC2Error(
                 "InvalidParameterValue", f"User data is limited to {MAX_USER_DATA} bytes"
             )
         finish_dry_run(params)
-        full = await ctx.one_doc("one.vm.info", vm_id)
-        current = full.find("TEMPLATE/CONTEXT")
-        context = {c.tag: c.text or "" for c in (current if current is not None else [])}
-        context.update({"USER_DATA": base64.b64encode(raw).decode(), "USERDATA_ENCODING": "base64"})
-        await ctx.one("one.vm.updateconf", vm_id, documents.template_text([("CONTEXT", context)]))
+        await _change_user_data(ctx, vm, raw)
     elif name == "disableApiTermination":
         flag = _as_bool(value)
         finish_dry_run(params)
