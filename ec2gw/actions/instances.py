@@ -398,7 +398,11 @@ async def _roll_back(ctx: RequestContext, vm_ids: list[int]) -> None:
 @action(
     "RunInstances",
     opennebula="one.template.instantiate of the instance-type template with DISK=[IMAGE_ID], "
-    "NIC, CONTEXT (SSH key, user data) and EC2_* facts in USER_TEMPLATE",
+    "NIC, CONTEXT (the type's with the SSH key and user data) and EC2_* facts in USER_TEMPLATE",
+    oned="instantiate merges the extra template with Template::merge, which replaces same-named "
+    "attributes: DISK and NIC replace the type's, CONTEXT and SCHED_REQUIREMENTS are sent as the "
+    "union with the type's; rollback: HIDDEN=YES, terminate-hard once out of PROLOG/BOOT "
+    "(bounded wait)",
 )
 async def run_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     if not params.get("ImageId"):
@@ -602,6 +606,8 @@ async def _carry_out(
     "StartInstances",
     opennebula='one.vm.action("resume") on stopped VMs (STOPPED, SUSPENDED, POWEROFF, '
     "UNDEPLOYED), all checked first; a running-VM quota refusal is InstanceLimitExceeded",
+    oned="resume: STOPPED/UNDEPLOYED to PENDING, SUSPENDED restored, POWEROFF/UNKNOWN booted; "
+    "other states ACTION; the running quota is checked first (ACTION too); one by one",
 )
 async def start_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     vms = await vms_by_ids(ctx, params["InstanceIds"])
@@ -622,6 +628,8 @@ async def start_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[s
     "StopInstances",
     opennebula='one.vm.action("poweroff") on RUNNING/UNKNOWN VMs, all checked first; with '
     'Force "poweroff-hard", also for a stop stuck in SHUTDOWN_POWEROFF',
+    oned="poweroff only ACTIVE RUNNING/UNKNOWN, poweroff-hard also SHUTDOWN_POWEROFF; "
+    "asynchronous (SHUTDOWN_POWEROFF until the driver answers); one by one",
 )
 async def stop_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     vms = await vms_by_ids(ctx, params["InstanceIds"])
@@ -639,7 +647,11 @@ async def stop_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[st
     return {"StoppingInstances": await _carry_out(ctx, plan, "stopped", states.STOPPING)}
 
 
-@action("RebootInstances", opennebula='one.vm.action("reboot") on RUNNING VMs, all checked first')
+@action(
+    "RebootInstances",
+    opennebula='one.vm.action("reboot") on RUNNING VMs, all checked first',
+    oned="reboot only ACTIVE RUNNING (ACTION otherwise); one by one",
+)
 async def reboot_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     vms = await vms_by_ids(ctx, params["InstanceIds"])
     for vm in vms:
@@ -698,6 +710,9 @@ async def _terminate(ctx: RequestContext, vm: documents.Element, deadline: float
 @action(
     "TerminateInstances",
     opennebula='one.vm.action("terminate") when running, "terminate-hard" otherwise',
+    oned="terminate: RUNNING/UNKNOWN; terminate-hard also PENDING/HOLD/POWEROFF/STOPPED/"
+    "UNDEPLOYED/SUSPENDED/SHUTDOWN/*_FAILURE; other ACTIVE states (PROLOG, BOOT, hotplugs) "
+    "waited out, bounded ([gateway] terminate_wait_seconds)",
 )
 async def terminate_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     vms = await vms_by_ids(ctx, params["InstanceIds"])
@@ -940,6 +955,9 @@ async def _change_user_data(ctx: RequestContext, vm: documents.Element, raw: byt
     opennebula="instanceType: one.vm.update of EC2_INSTANCE_TYPE, then one.vm.resize "
     "(POWEROFF/UNDEPLOYED only); userData: one.vm.updateconf of CONTEXT in merge mode "
     "(POWEROFF/UNDEPLOYED only); others: one.vm.update of USER_TEMPLATE",
+    oned="updateconf in replace mode would erase OS/FEATURES/GRAPHICS/CPU_MODEL..., so merge "
+    "(append=1); updateconf and resize refuse SUSPENDED/STOPPED (INTERNAL, ACTION); a refused "
+    "resize puts the type label back; others: update append=1, any state",
 )
 async def modify_instance_attribute(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     name, value = _attribute_change(params)
