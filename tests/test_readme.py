@@ -17,3 +17,12 @@ def test_readme_test_command_is_what_ci_runs():
     assert command.strip() in ci
     real_oned_suites = next(line for line in ci if line.startswith("pytest tests/e2e"))
     assert real_oned_suites in readme
+
+
+def test_every_action_that_changes_opennebula_says_what_it_relies_on_in_oned():
+    from ec2gw.actions.registry import all_actions
+
+    reads = ("Describe", "Get")
+    writers_without = [s.name for s in all_actions() if not s.name.startswith(reads) and not s.oned]
+    readers_with = [s.name for s in all_actions() if s.name.startswith(reads) and s.oned]
+    assert writers_without == [] and readers_with == []
