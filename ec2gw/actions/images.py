@@ -235,7 +235,7 @@ async def describe_images(ctx: RequestContext, params: dict[str, Any]) -> dict[s
         images = list(filter(_executable_check(params["ExecutableUsers"], ctx.account_id), images))
     images = filters.apply(images, params.get("Filters"), IMAGE_FILTERS, _tags)
     images.sort(key=lambda i: i["ImageId"])
-    chosen, next_token = pages.page(images, params, minimum=1, maximum=1000)
+    chosen, next_token = pages.page(images, params, action="DescribeImages")
     return {"Images": list(chosen), "NextToken": next_token}
 
 

@@ -130,7 +130,7 @@ async def describe_instance_types(ctx: RequestContext, params: dict[str, Any]) -
         templates = {name: t for name, t in templates.items() if name in wanted}
     infos = [type_info(name, template) for name, template in templates.items()]
     infos = filters.apply(infos, params.get("Filters"), TYPE_FILTERS)
-    chosen, token = pages.page(infos, params, minimum=5, maximum=100)
+    chosen, token = pages.page(infos, params, action="DescribeInstanceTypes")
     return {"InstanceTypes": list(chosen), "NextToken": token}
 
 
@@ -163,5 +163,5 @@ async def describe_instance_type_offerings(
         for name in templates
     ]
     offerings = filters.apply(offerings, params.get("Filters"), OFFERING_FILTERS)
-    chosen, token = pages.page(offerings, params, minimum=5, maximum=1000)
+    chosen, token = pages.page(offerings, params, action="DescribeInstanceTypeOfferings")
     return {"InstanceTypeOfferings": list(chosen), "NextToken": token}

@@ -154,12 +154,12 @@ async def describe_instances(ctx: RequestContext, params: dict[str, Any]) -> dic
     if others:  # judged on the instances themselves
         keep = filters.compile_filters(others, view.INSTANCE_FILTERS, view.tags_of)
         instances = await _in_turns(vms, lambda vm: view.to_instance(vm, zones), keep)
-        chosen, token = pages.page(instances, params, minimum=5, maximum=1000)
+        chosen, token = pages.page(instances, params, action="DescribeInstances")
         pairs: Iterable[tuple[str, dict[str, Any] | Xml]] = (
             (i["ReservationId"], i) for i in chosen
         )
     else:  # one page of VMs is all that needs converting
-        page_vms, token = pages.page(vms, params, minimum=5, maximum=1000)
+        page_vms, token = pages.page(vms, params, action="DescribeInstances")
         pairs = await _in_turns(page_vms, lambda vm: view.instance_xml(vm, zones))
     return {"Reservations": _reservations(pairs, ctx.account_id), "NextToken": token}
 
@@ -791,7 +791,7 @@ async def describe_instance_status(ctx: RequestContext, params: dict[str, Any]) 
         vms = [vm for vm in vms if view.state_of(vm).name == "running"]
     entries = [_status_entry(vm, zones) for vm in vms]
     entries = filters.apply(entries, params.get("Filters"), STATUS_FILTERS)
-    chosen, token = pages.page(entries, params, minimum=5, maximum=1000)
+    chosen, token = pages.page(entries, params, action="DescribeInstanceStatus")
     return {"InstanceStatuses": list(chosen), "NextToken": token}
 
 

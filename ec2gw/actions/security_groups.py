@@ -436,7 +436,7 @@ async def describe_security_groups(ctx: RequestContext, params: dict[str, Any]) 
             )
         groups = [g for g in groups if g["GroupName"] in names]
     groups = filters.apply(groups, params.get("Filters"), SECURITY_GROUP_FILTERS, _tags)
-    chosen, token = pages.page(groups, params, minimum=5, maximum=1000)
+    chosen, token = pages.page(groups, params, action="DescribeSecurityGroups")
     return {
         "SecurityGroups": [{k: v for k, v in g.items() if k != "_rules"} for g in chosen],
         "NextToken": token,
@@ -572,5 +572,5 @@ async def describe_security_group_rules(
             raise RULE_ID.missing(missing)
         rules = [r for r in rules if r["SecurityGroupRuleId"] in wanted]
     rules = filters.apply(rules, params.get("Filters"), RULE_FILTERS, _tags)
-    chosen, token = pages.page(rules, params, minimum=5, maximum=1000)
+    chosen, token = pages.page(rules, params, action="DescribeSecurityGroupRules")
     return {"SecurityGroupRules": list(chosen), "NextToken": token}

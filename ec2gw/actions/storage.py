@@ -448,7 +448,7 @@ async def describe_volumes(ctx: RequestContext, params: dict[str, Any]) -> dict[
     volumes = await _volumes(ctx, images)
     volumes = filters.apply(volumes, params.get("Filters"), VOLUME_FILTERS, _tags)
     volumes.sort(key=lambda v: v["VolumeId"])
-    chosen, token = pages.page(volumes, params, minimum=5, maximum=500)
+    chosen, token = pages.page(volumes, params, action="DescribeVolumes")
     return {"Volumes": list(chosen), "NextToken": token}
 
 
@@ -501,7 +501,7 @@ async def describe_volume_status(ctx: RequestContext, params: dict[str, Any]) ->
     statuses = [_status(v) for v in await _volumes(ctx, images)]
     statuses = filters.apply(statuses, params.get("Filters"), STATUS_FILTERS)
     statuses.sort(key=lambda s: s["VolumeId"])
-    chosen, token = pages.page(statuses, params, minimum=5, maximum=1000)
+    chosen, token = pages.page(statuses, params, action="DescribeVolumeStatus")
     return {"VolumeStatuses": list(chosen), "NextToken": token}
 
 
@@ -890,5 +890,5 @@ async def describe_snapshots(ctx: RequestContext, params: dict[str, Any]) -> dic
         snapshots = list(filter(check, snapshots))
     snapshots = filters.apply(snapshots, params.get("Filters"), SNAPSHOT_FILTERS, _tags)
     snapshots.sort(key=lambda s: s["SnapshotId"])
-    chosen, token = pages.page(snapshots, params, minimum=5, maximum=1000)
+    chosen, token = pages.page(snapshots, params, action="DescribeSnapshots")
     return {"Snapshots": list(chosen), "NextToken": token}

@@ -279,5 +279,5 @@ async def describe_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str
         found, params.get("Filters"), TAG_FILTERS, lambda t: {t["Key"]: t["Value"]}
     )
     found.sort(key=lambda t: (t["ResourceType"], t["ResourceId"], t["Key"]))
-    chosen, token = pages.page(found, params, minimum=5, maximum=1000)
+    chosen, token = pages.page(found, params, action="DescribeTags")
     return {"Tags": list(chosen), "NextToken": token}

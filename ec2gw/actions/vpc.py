@@ -175,7 +175,7 @@ async def describe_subnets(ctx: RequestContext, params: dict[str, Any]) -> dict[
             raise ids.SUBNET.missing(missing)
         found = [s for s in found if s["SubnetId"] in wanted]
     found = filters.apply(found, params.get("Filters"), SUBNET_FILTERS, _tags)
-    chosen, token = pages.page(found, params, minimum=5, maximum=1000)
+    chosen, token = pages.page(found, params, action="DescribeSubnets")
     return {
         "Subnets": [{k: v for k, v in s.items() if k != "_cidr"} for s in chosen],
         "NextToken": token,
@@ -232,7 +232,7 @@ async def describe_vpcs(ctx: RequestContext, params: dict[str, Any]) -> dict[str
                 "InvalidVpcID.NotFound", f"The vpc ID '{', '.join(missing)}' does not exist"
             )
     vpcs = filters.apply([vpc], params.get("Filters"), VPC_FILTERS, _tags)
-    chosen, token = pages.page(vpcs, params, minimum=5, maximum=1000)
+    chosen, token = pages.page(vpcs, params, action="DescribeVpcs")
     return {"Vpcs": list(chosen), "NextToken": token}
 
 
@@ -311,5 +311,5 @@ async def describe_network_interfaces(
         found = [n for n in found if n["NetworkInterfaceId"] in wanted]
     found = filters.apply(found, params.get("Filters"), ENI_FILTERS, _eni_tags)
     found.sort(key=lambda n: n["NetworkInterfaceId"])
-    chosen, token = pages.page(found, params, minimum=5, maximum=1000)
+    chosen, token = pages.page(found, params, action="DescribeNetworkInterfaces")
     return {"NetworkInterfaces": list(chosen), "NextToken": token}

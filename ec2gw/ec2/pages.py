@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ec2gw.protocol.errors import EC2Error
@@ -18,6 +19,42 @@ from ec2gw.protocol.errors import EC2Error
 T = TypeVar("T")
 
 _IGNORED = {"MaxResults", "NextToken", "DryRun"}
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What EC2 accepts as MaxResults for one action.
+
+    `capped`: EC2 answers a larger value with `maximum` items instead of refusing it (its
+    API reference: "if MaxResults is given a value larger than N, only N results are
+    returned"); the aws cli v1 sends MaxResults=1000 for `describe-volumes` and
+    `describe-snapshots` without arguments, so DescribeVolumes (max 500) must not refuse it.
+    Where the botocore model bounds the shape (min/max), these are the model's bounds.
+    """
+
+    minimum: int
+    maximum: int
+    capped: bool = False
+
+
+# Every action that pages, by its EC2 name (a test checks this against the registry and
+# the botocore model: every implemented action whose input has MaxResults is here).
+MAX_RESULTS: dict[str, Bounds] = {
+    "DescribeImages": Bounds(1, 1000),
+    "DescribeInstances": Bounds(5, 1000),
+    "DescribeInstanceStatus": Bounds(5, 1000),
+    "DescribeInstanceTypeOfferings": Bounds(5, 1000),
+    "DescribeInstanceTypes": Bounds(5, 100),
+    "DescribeNetworkInterfaces": Bounds(5, 1000),
+    "DescribeSecurityGroupRules": Bounds(5, 1000),
+    "DescribeSecurityGroups": Bounds(5, 1000),
+    "DescribeSnapshots": Bounds(5, 1000, capped=True),
+    "DescribeSubnets": Bounds(5, 1000),
+    "DescribeTags": Bounds(5, 1000, capped=True),
+    "DescribeVolumeStatus": Bounds(5, 1000, capped=True),
+    "DescribeVolumes": Bounds(5, 500, capped=True),
+    "DescribeVpcs": Bounds(5, 1000),
+}
 
 
 def _digest(request: Mapping[str, Any]) -> str:
@@ -43,10 +80,16 @@ def page(
     items: Sequence[T],
     request: Mapping[str, Any],
     *,
+    action: str | None = None,
     minimum: int = 5,
     maximum: int = 1000,
 ) -> tuple[Sequence[T], str | None]:
-    """Cut one page out of `items` (already in a stable order) for this request."""
+    """Cut one page out of `items` (already in a stable order) for this request; `action`
+    takes its MaxResults bounds from `MAX_RESULTS`."""
+    capped = False
+    if action is not None:
+        bounds = MAX_RESULTS[action]
+        minimum, maximum, capped = bounds.minimum, bounds.maximum, bounds.capped
     max_results = request.get("MaxResults")
     token = request.get("NextToken")
     offset = 0
@@ -62,6 +105,8 @@ def page(
     if max_results is None:
         if not token:
             return items, None
+        max_results = maximum
+    if capped and max_results > maximum:
         max_results = maximum
     if not minimum <= max_results <= maximum:
         raise EC2Error(
