@@ -83,6 +83,7 @@ class Lifecycle:
     # The datastore driver's answer for a disk saved from a VM (mkfs, then the copy): a
     # template replaced in between loses SAVE_AS_HOT and the VM stays in HOTPLUG_SAVEAS.
     saveas: float = 0.025  # each of the two answers (oned 6.10.5 + dummy: ~25 ms)
+    saveas_copy: float | None = None  # the second answer (the copy) alone; None = saveas
     # Deletes are asynchronous: an image stays in DELETE, a network in LOCK_DELETE (its
     # parent's leases still held), this long; oned 6.10.5 with dummy drivers takes ~15 ms.
     # 0 by default: the gateway does not wait for a delete to finish yet.
@@ -577,6 +578,8 @@ class Cloud:
                     if img.get("saveas"):
                         self.saveas_step(img)
                     else:
+                        # `ImageManager::_cp` / `_clone`: the driver gives the SOURCE
+                        img["source"] = img["source"] or "dummy_path"
                         img["prev_state"], img["state"] = img["state"], 1
                         if img.get("cloning_id", -1) != -1:
                             self.release_clone(img)
@@ -624,6 +627,7 @@ class Cloud:
         disk = next((d for d in vm_tmpl.vectors("DISK") if d.get("DISK_ID") == disk_id), None)
         saving = vm is not None and vm["state"] == st.ACTIVE and vm["lcm_state"] in st.SAVEAS_DONE
         if img["saveas"] == "mkfs":
+            img["source"] = img["source"] or "dummy_path"  # `image->set_source(source)`
             if (tmpl.get("SAVE_AS_HOT") or "").upper() not in ("YES", "TRUE"):
                 img["saveas"] = None
                 img["prev_state"], img["state"] = img["state"], 1
@@ -636,7 +640,8 @@ class Cloud:
             disk["HOTPLUG_SAVE_AS_SOURCE"] = img["source"]
             img["format"] = disk.get("FORMAT") or disk.get("DRIVER") or img["format"]
             img["saveas"] = "copy"
-            img["due"] = time.time() + self.lifecycle.saveas
+            copy = self.lifecycle.saveas_copy
+            img["due"] = time.time() + (self.lifecycle.saveas if copy is None else copy)
         else:
             img["saveas"] = None
             tmpl.erase("SAVE_AS_HOT")
@@ -655,6 +660,26 @@ class Cloud:
         if vm is not None:
             vm["template"] = vm_tmpl.to_json()
             self.touch("vm", vm)
+
+    def clear_saveas(self, vm: Obj) -> None:
+        """`VirtualMachine::clear_saveas_state` and `clear_saveas_disk`: a VM in a
+        HOTPLUG_SAVEAS state goes back where it was, and the disk being saved (the one with
+        HOTPLUG_SAVE_AS_ACTIVE) loses its HOTPLUG_SAVE_AS* attributes."""
+        tmpl = Template.from_json(vm["template"])
+        for disk in tmpl.vectors("DISK"):
+            if (disk.get("HOTPLUG_SAVE_AS_ACTIVE") or "").upper() == "YES":
+                for key in (
+                    "HOTPLUG_SAVE_AS",
+                    "HOTPLUG_SAVE_AS_SOURCE",
+                    "HOTPLUG_SAVE_AS_SNAPSHOT_ID",
+                    "HOTPLUG_SAVE_AS_ACTIVE",
+                ):
+                    disk.pop(key, None)
+                break
+        vm["template"] = tmpl.to_json()
+        if vm["state"] == st.ACTIVE and vm["lcm_state"] in st.SAVEAS_DONE:
+            self.set_state(vm, *st.SAVEAS_DONE[vm["lcm_state"]])
+        self.touch("vm", vm)
 
     def delete_later(self, kind: str, obj: Obj, state: int) -> None:
         """Start an asynchronous delete: the object shows `state` until the driver answers

@@ -29,13 +29,15 @@ FAULT_PARSE = -503
 
 
 class OneError(Exception):
-    """A failure reply: `[false, message, code, object id, -1 (i8)]`."""
+    """A failure reply: `[false, message, code, object id, -1 (i8)]`. `show_id`: a
+    failure other than NO_EXISTS on which oned sets `att.resp_id` (the id is replied)."""
 
-    def __init__(self, code: int, message: str, obj_id: int = -1) -> None:
+    def __init__(self, code: int, message: str, obj_id: int = -1, show_id: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.obj_id = obj_id
+        self.show_id = show_id
 
 
 class RpcFault(Exception):
@@ -95,8 +97,9 @@ def success(value: object) -> bytes:
 
 def failure(error: OneError) -> bytes:
     """oned fills the object id in only when the object is missing (`att.resp_id` is set
-    on the NO_EXISTS paths); every other failure carries -1."""
-    obj_id = error.obj_id if error.code == NO_EXISTS else -1
+    on the NO_EXISTS paths) or where a request sets it on purpose (`show_id`); every other
+    failure carries -1."""
+    obj_id = error.obj_id if error.code == NO_EXISTS or error.show_id else -1
     return _array([False, error.message, error.code, obj_id, I8(-1)]).encode()
 
 

@@ -183,6 +183,9 @@ def images(side: Side) -> None:
     private = _image(side, "private", f'NAME = "{side.name("private")}"\nPATH = "/x"', "admin")
     side.user("one.image.info", private, note="not authorized")
     side.user("one.image.delete", private, False, note="not authorized")
+    # ImageDelete::request_execute writes FORCE_DELETE before delete_object authorizes
+    side.user("one.image.delete", private, True, note="not authorized, force")
+    side.admin("one.image.info", private, note="FORCE_DELETE kept")
     side.user("one.image.update", private, 'A = "1"', 1, note="not authorized")
 
 

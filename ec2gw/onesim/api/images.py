@@ -6,7 +6,7 @@ import re
 import time
 
 from ec2gw.onesim import documents
-from ec2gw.onesim.acl import CREATE, MANAGE, USE, Caller
+from ec2gw.onesim.acl import ADMIN, CREATE, MANAGE, USE, Caller
 from ec2gw.onesim.api.base import (
     Obj,
     allocate_error,
@@ -61,7 +61,7 @@ def new_image(
         disk_type=0 if img_type != 1 else 1,
         persistent=int(persistent),
         regtime=now(),
-        source="dummy_path",
+        source="",  # the datastore driver's answer gives it (`Cloud.advance`)
         path=path,
         format="dummy_format" if img_type != 2 or path else "raw",
         fs="",
@@ -155,17 +155,63 @@ def image_update(
     return iid
 
 
+LOCKED_MESSAGE = (
+    "Image locked, use --force flag to remove the image. "
+    "Force delete may leave some files on Datastore"
+)
+
+
+def _in_use(image: Obj) -> str | None:
+    """Why `ImageManager::delete_image` keeps the image, or None."""
+    if image["state"] == 6:  # CLONE
+        return f"There are {image['cloning_ops']} active clone operations."
+    if image["state"] in (2, 8) or (image["state"] == 1 and image["vms"]):  # USED(_PERS)
+        return f"There are {len(image['vms'])} VMs using it."
+    return None
+
+
 @rpc("one.image.delete", "ib", 1)
 def image_delete(cloud: Cloud, caller: Caller, method: str, iid: int, force: bool = False) -> int:
-    image = cloud.fetch(caller, "image", iid, MANAGE, method)
-    if image["vms"]:
-        raise OneError(
-            ACTION,
-            f"[{method}] Cannot delete image. There are {len(image['vms'])} VMs using it.",
-            iid,
-        )
-    if image["state"] != 7:
+    """oned 6.10.5 `ImageDelete::request_execute` (src/rm/RequestManagerDelete.cc): a
+    LOCKED image is refused without `force` (INTERNAL, before any authorization, with the
+    image's id in the reply) and needs ADMIN with it, so its owner alone cannot delete it;
+    `force` writes FORCE_DELETE into the template before authorization. Then
+    `ImageManager::delete_image` (src/image/ImageManagerActions.cc): a LOCKED image stops
+    its clone (`release_cloning_image`) or its hot save-as (SAVE_AS_HOT: the VM of
+    SAVED_VM_ID leaves HOTPLUG_SAVEAS and its disk is unmarked); an image the driver never
+    gave a SOURCE is dropped at once, any other shows DELETE until the driver answers."""
+    image = cloud.get("image", iid, method)
+    op = MANAGE
+    if image["state"] == 4:  # `Image::is_locked` (LOCKED_USED[_PERS] are not modelled)
+        op = ADMIN
+        if not force:
+            raise OneError(INTERNAL, f"[{method}] {LOCKED_MESSAGE}", iid, show_id=True)
+    if force:
+        tmpl = Template.from_json(image["template"])
+        tmpl.replace("FORCE_DELETE", "YES")
+        image["template"] = tmpl.to_json()
+        cloud.touch("image", image)
+    cloud.authorize(caller, "image", image, op, method)
+    problem = _in_use(image)
+    if problem is not None:
+        raise OneError(ACTION, f"[{method}] Cannot delete image. {problem}", iid)
+    saving_vm = None
+    if image["state"] == 4:
+        tmpl = Template.from_json(image["template"])
+        if (tmpl.get("SAVE_AS_HOT") or "").upper() in ("YES", "TRUE"):  # `is_saving`
+            saving_vm = cloud.pools["vm"].get(int(tmpl.get("SAVED_VM_ID") or -1))
+        # the driver's pending answer (copy, mkfs or save-as copy) changes nothing now:
+        # `_cp`/`_mkfs` ignore a gone or DELETE image, the TM's answer finds the VM out of
+        # HOTPLUG_SAVEAS ("Wrong state in TrM answer")
+        image["due"], image["saveas"] = None, None
+        if image.get("cloning_id", -1) != -1:
+            cloud.release_clone(image)
+    if not image["source"]:
+        cloud.drop("image", iid)  # `ipool->drop`: no RM to the driver
+    elif image["state"] != 7:
         cloud.delete_later("image", image, 7)  # DELETE until the datastore driver answers
+    if saving_vm is not None:
+        cloud.clear_saveas(saving_vm)
     return iid
 
 
@@ -201,7 +247,6 @@ def image_clone(
         src["prev_state"], src["state"] = src["state"], 6 if persistent else 2
     cloud.touch("image", src)
     return image["id"]
-
 
 
 @rpc("one.image.persistent", "ib")
