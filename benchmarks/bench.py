@@ -45,6 +45,8 @@ RAW_CALLS = {  # the XML-RPC call behind a DescribeInstances, and its arguments
     "DescribeInstances all": ("one.vmpool.infoextended", lambda one_id: (-3, -1, -1, -1)),
     "DescribeInstances one id": ("one.vmpool.infoset", lambda one_id: (str(one_id), True)),
 }
+ONE_CONNECTION = report.ONE_CONNECTION  # DescribeRegions, one request at a time (c=1)
+ONE_CONNECTION_SECONDS = 3.0
 PAIR_MIN_SECONDS = 2  # the shortest side of a paired round (wrk counts whole seconds)
 WARM_UP_SECONDS = 1  # wrk, same shape, before each side of a paired round; not kept
 
@@ -435,18 +437,29 @@ class Bench:
             self.record(m)
 
     def workers(self, size: int, shapes: dict[str, Shape]) -> None:
-        """The same reads against a gateway running `--workers N` (same OpenNebula)."""
+        """The same reads against a gateway running `--workers N` (same OpenNebula); then
+        DescribeRegions on one connection, on both gateways: the latency of one request at a
+        time, which the loaded runs hide (issue 20: with Nagle's algorithm on, each answer of
+        N workers waited 40 ms for a delayed ACK, yet loaded at c=32 their p50 was half one
+        worker's)."""
         many = self._keep(servers.start_gateway(self.sim, self.logs, workers=self.opts.workers))
         peer = self.ec2gw
+        name = f"ec2gw-w{self.opts.workers}"
+        target = Target(
+            "ec2gw", many.url, peer.main.region, peer.main.access_key, peer.main.secret_key
+        )
+        watch = {"gateway": many, "opennebula": self.sim}
         for scenario in ("DescribeRegions", "DescribeInstances one id", "DescribeInstances all"):
             action, params = read_params(scenario, peer)
-            target = Target(
-                "ec2gw", many.url, peer.main.region, peer.main.access_key, peer.main.secret_key
-            )
             pool = target.pool(action, params, POOL)
             probe(pool[0])
-            watch = {"gateway": many, "opennebula": self.sim}
-            self.wrk(scenario, f"ec2gw-w{self.opts.workers}", size, pool, shapes[scenario], watch)
+            self.wrk(scenario, name, size, pool, shapes[scenario], watch)
+        alone = Shape(1, ONE_CONNECTION_SECONDS, 60.0)
+        sides = ((peer.name, peer.main, self.ec2gw_side), (name, target, watch))
+        for label, signer, watched in sides:
+            pool = signer.pool("DescribeRegions", {}, POOL)
+            probe(pool[0])
+            self.wrk(ONE_CONNECTION, label, size, pool, alone, watched)
         many.stop()
 
     def profile(self, size: int, scenarios: tuple[str, ...]) -> None:

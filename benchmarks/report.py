@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 Row = dict[str, Any]
+ONE_CONNECTION = "DescribeRegions, one connection"  # benchmarks.bench measures it so
 
 
 def _find(rows: list[Row], scenario: str, target: str, size: int | None) -> Row | None:
@@ -103,6 +104,11 @@ def build(
                         "scenario": r["scenario"],
                         "size": size,
                         "workers": many["target"],
+                        "connections": many["connections"],
+                        # each side's own figures, p50 beside throughput: a loaded run can
+                        # double the throughput and hide a stall that one connection shows
+                        "one": {"rps": r["rps"], "p50_ms": r["p50_ms"]},
+                        "many": {"rps": many["rps"], "p50_ms": many["p50_ms"]},
                         "throughput_x": _div(many["rps"], r["rps"]),
                         "p50_x": _div(many["p50_ms"], r["p50_ms"]),
                     }
@@ -229,6 +235,16 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "throughput_x",
             lambda v: v > 1.2,
         )
+    # One request at a time on one connection: as quick with N workers as with one (a 40 ms
+    # stall per answer, issue 20, made it 20-40 times slower while the loaded runs scaled).
+    row = pick(ratios["workers"], scenario=ONE_CONNECTION, size=ref)
+    add(
+        f"{ONE_CONNECTION}: {row['workers'] if row else 'N workers'} vs 1 (p50, N={ref})",
+        "<= 2 (no stall)",
+        row,
+        "p50_x",
+        lambda v: v <= 2,
+    )
     return out
 
 
@@ -260,7 +276,6 @@ def render(results: dict[str, Any]) -> str:
         "ec2gw_vs_moto": "ec2gw / moto_server (throughput x > 1: ec2gw faster; p50 x < 1: quicker)",
         "ec2gw_vs_raw_opennebula": "ec2gw / raw OpenNebula XML-RPC (server_cipher session, same c)",
         "ec2gw_vs_bare_asgi": "ec2gw / bare ASGI app (uvicorn, fixed body)",
-        "workers": "ec2gw with N uvicorn workers / 1 worker",
     }
     for key, title in titles.items():
         lines += ["", title]
@@ -271,6 +286,7 @@ def render(results: dict[str, Any]) -> str:
                 f"throughput x{_fmt(r.get('throughput_x'), 3)}  p50 x{_fmt(r.get('p50_x'), 3)}"
                 f"  cpu/req x{_fmt(r.get('cpu_x'), 3)}"
             )
+    lines += render_workers(ratios["workers"], rows)
     lines += ["", "Growth with N (cost_x = throughput at the smallest N / throughput at N)"]
     for r in results["growth"]:
         lines.append(
@@ -289,6 +305,30 @@ def render(results: dict[str, Any]) -> str:
             f"measured {_fmt(t['measured'], 3):>8}{over}  {verdict}"
         )
     return "\n".join(lines)
+
+
+def render_workers(rows: list[Row], measurements: list[Row]) -> list[str]:
+    """N workers against one: each side's throughput and p50, then the ratios."""
+    lines = ["", "ec2gw with N uvicorn workers / 1 worker (throughput and p50 of each side)"]
+    for r in rows:
+        # results written before the sides were kept in the ratio: from the measurements
+        one = r.get("one") or _find(measurements, r["scenario"], "ec2gw", r["size"])
+        many = r.get("many") or _find(measurements, r["scenario"], r["workers"], r["size"])
+        if "connections" not in r and many:
+            r = {**r, "connections": many["connections"]}
+        sides = ""
+        if one and many:
+            sides = (
+                f"1 worker {_fmt(one['rps']):>9}/s p50 {_fmt(one['p50_ms'], 2):>7} ms  "
+                f"{r['workers'].removeprefix('ec2gw-w')} workers {_fmt(many['rps']):>9}/s "
+                f"p50 {_fmt(many['p50_ms'], 2):>7} ms  "
+            )
+        connections = f" c={r['connections']}" if "connections" in r else ""
+        lines.append(
+            f"  {r['scenario']:<36} N={r['size']:<6}{connections:<5} {sides}"
+            f"throughput x{_fmt(r.get('throughput_x'), 3)}  p50 x{_fmt(r.get('p50_x'), 3)}"
+        )
+    return lines
 
 
 def _side(row: Row) -> str:
