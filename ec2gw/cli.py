@@ -58,9 +58,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.gateway.log_json)
     cloud = None
+    lock = None
     if settings.embedded_mode:
         data_dir = _data_dir(settings)
-        cloud = embedded.start(settings, data_dir)
+        # The data directory's owner for the life of this process (DataDirBusy otherwise:
+        # a second OpenNebula on the same database would break the running one).
+        lock = embedded.DataDirLock.acquire(data_dir, "ec2gw serve", settings.gateway.port)
+        try:
+            _port_free(settings.gateway.host, settings.gateway.port)
+            cloud = embedded.start(settings, data_dir)
+        except BaseException:
+            lock.release()
+            raise
         (data_dir / "endpoint").write_text(settings.opennebula.endpoint + "\n")
         asyncio.run(embedded.seed(cloud))
         url = embedded.endpoint_url(settings)
@@ -104,9 +113,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if cloud is not None:
             (_data_dir(settings) / "endpoint").unlink(missing_ok=True)
             cloud.sim.stop()
+        if lock is not None:
+            lock.release()
     if terminated:
         signal.raise_signal(signal.SIGTERM)
     return 0
+
+
+class PortInUse(Exception):
+    """The gateway's port is taken (checked before the embedded OpenNebula starts)."""
+
+
+def _port_free(host: str, port: int) -> None:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise PortInUse(f"cannot listen on {host}:{port}: {err.strerror}") from None
 
 
 class _Terminated(Exception):
@@ -121,11 +148,14 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from ec2gw.onesim.__main__ import run_forever
 
     settings = _settings(args)
-    from ec2gw.embedded import lifecycle_from
+    from ec2gw.embedded import DataDirLock, lifecycle_from
 
-    run_forever(
-        _data_dir(settings), args.host or "127.0.0.1", args.port or 2633, lifecycle_from(settings)
-    )
+    data_dir, port = _data_dir(settings), args.port or 2633
+    lock = DataDirLock.acquire(data_dir, "ec2gw sim", port)
+    try:
+        run_forever(data_dir, args.host or "127.0.0.1", port, lifecycle_from(settings))
+    finally:
+        lock.release()
     return 0
 
 
@@ -503,6 +533,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"ec2gw: configuration error: {err}", file=sys.stderr)
         return 2
+    except PortInUse as err:
+        print(f"ec2gw: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        embedded = sys.modules.get("ec2gw.embedded")  # imported by the commands that use it
+        if embedded is None or not isinstance(err, embedded.DataDirBusy):
+            raise
+        print(f"ec2gw: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ a network, instance-type templates, and a demo user with EC2 credentials.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,67 @@ PUBLIC_NETWORK = (
     'GATEWAY = "198.51.100.1"\n'
     'AR = [ TYPE = "IP4", IP = "198.51.100.10", SIZE = "200" ]'
 )
+
+
+LOCK_FILE = "owner.lock"
+
+
+class DataDirBusy(Exception):
+    """Another process owns the data directory (see `DataDirLock`)."""
+
+
+class DataDirLock:
+    """The owner of a data directory: an exclusive `fcntl.flock` on `DIR/owner.lock`, held
+    for the life of `ec2gw serve` / `ec2gw sim` (or of an `ec2gw keys` that starts the
+    embedded OpenNebula itself), so that two processes never run an OpenNebula on the same
+    database. The file says who holds it (PID, port, command), for the refusal; the lock
+    goes with the process, however it ends, so a stale file is never in the way."""
+
+    def __init__(self, data_dir: Path, fd: int) -> None:
+        self.data_dir = data_dir
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, data_dir: Path, command: str, port: int | None = None) -> DataDirLock:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").split()
+            os.close(fd)
+            raise DataDirBusy(_busy_message(data_dir, holder)) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        lock = cls(data_dir, fd)
+        lock.announce(command, port)
+        return lock
+
+    def announce(self, command: str, port: int | None) -> None:
+        """Record who holds the lock: `PID PORT COMMAND` (PORT `-` if none yet)."""
+        assert self._fd is not None
+        text = f"{os.getpid()} {port if port is not None else '-'} {command}\n".encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, text, 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _busy_message(data_dir: Path, holder: list[str]) -> str:
+    pid = holder[0] if holder else "?"
+    port = holder[1] if len(holder) > 1 else "-"
+    command = " ".join(holder[2:]) or "another ec2gw"
+    where = f" on port {port}" if port != "-" else ""
+    return (
+        f"{data_dir} is already served by PID {pid}{where} ({command}); stop it first, "
+        "or use another --data-dir"
+    )
 
 
 @dataclass
@@ -208,11 +271,26 @@ class _Running:
         pass
 
 
-def attach(settings: Settings, data_dir: Path) -> EmbeddedOpenNebula | _Running:
+class _Started:
+    """An embedded OpenNebula started for one command, with the data directory's lock."""
+
+    def __init__(self, sim: EmbeddedOpenNebula, lock: DataDirLock) -> None:
+        self.sim, self.lock = sim, lock
+
+    def stop(self) -> None:
+        try:
+            self.sim.stop()
+        finally:
+            self.lock.release()
+
+
+def attach(settings: Settings, data_dir: Path) -> _Started | _Running:
     """Point `settings` at the embedded OpenNebula of `data_dir`, for `ec2gw keys`.
 
     Uses the one a running `ec2gw serve` announced in `DIR/endpoint`, else starts it here
-    until `stop()`. Its server account is read from `DIR/serveradmin_auth`.
+    until `stop()`, owning the data directory meanwhile (`DataDirBusy` if another process
+    owns it but has not announced its endpoint yet). Its server account is read from
+    `DIR/serveradmin_auth`.
     """
     endpoint_file = data_dir / "endpoint"
     auth_file = data_dir / "serveradmin_auth"
@@ -228,4 +306,11 @@ def attach(settings: Settings, data_dir: Path) -> EmbeddedOpenNebula | _Running:
             settings.opennebula.server_user = user
             settings.opennebula.server_secret = secret
             return _Running()
-    return start(settings, data_dir).sim
+    lock = DataDirLock.acquire(data_dir, "ec2gw (embedded OpenNebula for a command)")
+    try:
+        sim = start(settings, data_dir).sim
+    except BaseException:
+        lock.release()
+        raise
+    lock.announce("ec2gw (embedded OpenNebula for a command)", sim.port)
+    return _Started(sim, lock)
