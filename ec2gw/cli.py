@@ -533,6 +533,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"ec2gw: configuration error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`ec2gw actions | head`): not an error worth a traceback.
+        # Python flushes stdout again at exit; point it at /dev/null so that it cannot fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as a shell reports a command ended by SIGPIPE (128 + 13)
     except PortInUse as err:
         print(f"ec2gw: {err}", file=sys.stderr)
         return 1
