@@ -1,4 +1,4 @@
-"""The `ec2gw` command: serve, sim, keys, actions."""
+"""The `ec2gw` command: serve, sim, keys, check, actions."""
 
 from __future__ import annotations
 
@@ -213,7 +213,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
         elif args.keys_command == "list":
             keys = asyncio.run(_with_keystore(settings, lambda ks: ks.list(args.user)))
             for key in keys:
-                print(f"{key.access_key_id}  {key.username}  {key.status}  created {key.created}")
+                print(
+                    f"{key.access_key_id}  {key.username}  {key.status}  "
+                    f"created {_utc(key.created)}"
+                )
         else:
             deleted = asyncio.run(_with_keystore(settings, lambda ks: ks.delete(args.key)))
             if not deleted:
@@ -224,6 +227,13 @@ def cmd_keys(args: argparse.Namespace) -> int:
         print(f"ec2gw: no such OpenNebula user: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _utc(epoch: int) -> str:
+    """A creation time as people read it: 2025-01-31T12:00:00Z."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 OK, WARNING, PROBLEM = "ok", "WARNING", "PROBLEM"
@@ -479,39 +489,61 @@ def cmd_actions(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ec2gw", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="ec2gw",
+        description="An EC2 endpoint for OpenNebula: serve, sim, keys, check, actions.",
+        epilog="`ec2gw COMMAND --help` tells more about each command.",
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{serve,sim,keys,check,actions}"
+    )
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", help="TOML configuration file (see config/ec2gw.toml)")
-        p.add_argument("--data-dir", help="data directory of the embedded OpenNebula")
+        p.add_argument(
+            "--config",
+            metavar="FILE",
+            help="TOML configuration file (see config/ec2gw.toml; default $EC2GW_CONFIG)",
+        )
+        p.add_argument(
+            "--data-dir",
+            metavar="DIR",
+            help="data directory of the embedded OpenNebula (default ./ec2gw-data)",
+        )
 
     serve = sub.add_parser(
         "serve", help="run the gateway (on the embedded OpenNebula if no endpoint is configured)"
     )
     common(serve)
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--host", help="address the gateway listens on (default [gateway] host, 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, help="port the gateway listens on (default [gateway] port, 8773)"
+    )
     serve.add_argument("--workers", type=int, help="gateway processes (default 1)")
     serve.set_defaults(func=cmd_serve)
 
     sim = sub.add_parser("sim", help="run the embedded OpenNebula alone (XML-RPC)")
     common(sim)
-    sim.add_argument("--host")
-    sim.add_argument("--port", type=int)
+    sim.add_argument("--host", help="address its XML-RPC listens on (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, help="port of its XML-RPC (default 2633)")
     sim.set_defaults(func=cmd_sim)
 
     keys = sub.add_parser("keys", help="manage EC2 access keys of OpenNebula users")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys_sub = keys.add_subparsers(
+        dest="keys_command", required=True, metavar="{create,list,delete}"
+    )
     create = keys_sub.add_parser("create", help="mint an access key for USER")
-    create.add_argument("user")
-    create.add_argument("--json", action="store_true")
+    create.add_argument("user", metavar="USER", help="OpenNebula user name")
+    create.add_argument(
+        "--json", action="store_true", help="print it as `aws iam create-access-key` does"
+    )
     common(create)
     listing = keys_sub.add_parser("list", help="list access keys (of USER)")
-    listing.add_argument("user", nargs="?")
+    listing.add_argument("user", metavar="USER", nargs="?", help="only this user's keys")
     common(listing)
     delete = keys_sub.add_parser("delete", help="revoke an access key")
-    delete.add_argument("key")
+    delete.add_argument("key", metavar="ACCESS_KEY_ID", help="the access key id to revoke")
     common(delete)
     keys.set_defaults(func=cmd_keys)
 
@@ -520,7 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     actions = sub.add_parser("actions", help="print the supported actions as a Markdown table")
-    actions.add_argument("--readme", help="rewrite the table inside this README instead")
+    actions.add_argument(
+        "--readme", metavar="FILE", help="rewrite the table inside this README instead"
+    )
     actions.set_defaults(func=cmd_actions)
     return parser
 
