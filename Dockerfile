@@ -3,6 +3,8 @@
 #     -e EC2GW_OPENNEBULA_SERVER_USER=ec2gw -e EC2GW_OPENNEBULA_SERVER_SECRET=... ec2gw
 # Without EC2GW_OPENNEBULA_ENDPOINT it serves the embedded OpenNebula (demo), its state
 # in the /var/lib/ec2gw volume. Mount your own config at /etc/ec2gw/ec2gw.toml.
+# -e EC2GW_GATEWAY_WORKERS=N runs N gateway processes (one per core; tested with the
+# image's ENV in tests/e2e/test_workers_latency.py).
 
 FROM python:3.11-slim AS build
 WORKDIR /src

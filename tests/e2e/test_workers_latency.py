@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import configparser
 import os
+import re
 import socket
 import statistics
 import time
@@ -23,7 +24,7 @@ from botocore.config import Config
 
 from ec2gw import workers
 from tests.e2e.conftest import free_port
-from tests.e2e.test_serve import _serving, _wait_healthy
+from tests.e2e.test_serve import ROOT, _serving, _wait_healthy
 
 ROUNDS = 6  # the two servers take turns, so that the machine's drift weighs on both alike
 PER_ROUND = 4  # sequential requests on the client's one keep-alive connection
@@ -78,15 +79,45 @@ def _client(port: int, data_dir: Path):
     )
 
 
+def _dockerfile_environment(data_dir: Path) -> dict[str, str]:
+    """The image's ENV, its paths replaced by this checkout's config and `data_dir`."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = " ".join(line for line in text.splitlines() if line.startswith("ENV "))
+    env = dict(re.findall(r"(EC2GW_[A-Z_]+)=(\S+)", lines))
+    assert env.pop("EC2GW_CONFIG") == "/etc/ec2gw/ec2gw.toml"  # `COPY config/ec2gw.toml` there
+    return {
+        **env,
+        "EC2GW_CONFIG": str(ROOT / "config" / "ec2gw.toml"),
+        "EC2GW_EMBEDDED_DATA_DIR": str(data_dir),  # the image's volume
+    }
+
+
+def _serve_workers(workers: int, data_dir: Path) -> tuple[dict[str, str], tuple[str, ...]]:
+    return {}, ("--workers", str(workers))
+
+
+def _dockerfile_workers(workers: int, data_dir: Path) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The image's command (`ec2gw serve`), its workers set as a container's would be."""
+    return {**_dockerfile_environment(data_dir), "EC2GW_GATEWAY_WORKERS": str(workers)}, ()
+
+
 @pytest.mark.embedded_only  # `ec2gw serve` starts its own embedded OpenNebula
-def test_serve_with_workers_answers_as_fast_as_one_worker(tmp_path):
+@pytest.mark.parametrize(
+    "way",
+    [_serve_workers, _dockerfile_workers],
+    ids=["serve --workers N", "Dockerfile command, EC2GW_GATEWAY_WORKERS=N"],
+)
+def test_serve_with_workers_answers_as_fast_as_one_worker(tmp_path, way):
     """Sequential DescribeRegions on one keep-alive connection: with 2 workers as fast as
     with one, measured side by side (a stall per answer would make them ~20 times slower)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    (env_one, options_one), (env_two, options_two) = (
+        way(n, tmp_path / name) for n, name in ((1, "one"), (2, "two"))
+    )
     one, two = free_port(), free_port()
     with (
-        _serving(one, tmp_path / "one", env, "--workers", "1"),
-        _serving(two, tmp_path / "two", env, "--workers", "2"),
+        _serving(one, tmp_path / "one", {**base, **env_one}, *options_one),
+        _serving(two, tmp_path / "two", {**base, **env_two}, *options_two),
     ):
         deadline = time.monotonic() + 60
         _wait_healthy(one, deadline)
