@@ -11,12 +11,12 @@ supervisor still starts, watches and restarts the workers.
 
 Every listening socket here is made a TCP one asyncio recognises (`tcp_listener`): asyncio
 turns Nagle's algorithm off (TCP_NODELAY) only on accepted sockets whose `proto` is
-IPPROTO_TCP, and a socket made as `socket.socket(family, SOCK_STREAM)`, as uvicorn's and
-this module's used to be, has `proto` 0, as have the connections it accepts. uvicorn (h11)
-writes an answer's head and body separately; with Nagle on, the body waited for the
-client's delayed ACK of the head: 44 ms added to every small answer with 2 workers, against
-1.2 ms with one (`uvicorn.run` binds through `loop.create_server(host, port)`, whose
-sockets have IPPROTO_TCP).
+IPPROTO_TCP, and a socket made as `socket.socket(family, SOCK_STREAM)`, as this module's
+used to be, has `proto` 0, as have the connections it accepts. uvicorn (h11) writes an
+answer's head and body separately; with Nagle on, the body waited for the client's delayed
+ACK of the head: 44 ms added to every small answer with 2 workers, against 1.2 ms with one
+(issue 20). `uvicorn.run` (one worker) and uvicorn's `Config.bind_socket` make their
+sockets with IPPROTO_TCP already.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def tcp_listener(sock: socket.socket) -> socket.socket:
     """`sock` (an IPv4/IPv6 stream socket) as one whose accepted connections have Nagle's
     algorithm off: its `proto` IPPROTO_TCP, which the sockets it accepts inherit and asyncio
     looks for before it sets TCP_NODELAY on them (and which survives the pickling to uvicorn's
-    worker processes), and TCP_NODELAY set on it too, which Linux copies to them."""
+    worker processes), and TCP_NODELAY set on it too, which Linux copies to them. Also
+    applied to uvicorn's shared socket, whatever uvicorn version made it."""
     if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
         return sock  # a Unix socket: no Nagle
     if sock.proto != socket.IPPROTO_TCP:
