@@ -206,6 +206,8 @@ async def handle(gateway: Gateway, scope: Scope, receive: Receive) -> Answer:
         found: dict[str, AccessKey] = {}
 
         async def lookup(key_id: str) -> str | None:
+            nonlocal access_key
+            access_key = key_id  # for the log, also when the signature is refused
             key = await gateway.keys.lookup(key_id)
             if key is None:
                 return None
@@ -223,6 +225,10 @@ async def handle(gateway: Gateway, scope: Scope, receive: Receive) -> Answer:
     except EC2Error as err:
         error = err.code
         answer = _error_answer(err, request_id)
+        if err.detail:
+            log.warning(
+                "request_id=%s %s access_key=%s: %s", request_id, err.code, access_key, err.detail
+            )
     except OneError as err:
         log.warning("request_id=%s OpenNebula error on %s: %s", request_id, err.method, err)
         translated = to_ec2_error(err)

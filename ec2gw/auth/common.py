@@ -54,8 +54,8 @@ def incomplete(detail: str) -> EC2Error:
     return EC2Error("IncompleteSignature", detail)
 
 
-def expired() -> EC2Error:
-    return EC2Error("RequestExpired", "Request has expired.")
+def expired(detail: str) -> EC2Error:
+    return EC2Error("RequestExpired", "Request has expired.", detail=detail)
 
 
 def missing_credentials() -> EC2Error:
@@ -70,7 +70,7 @@ def missing_credentials() -> EC2Error:
 def check_skew(signed_at: datetime, now: float, max_skew: int) -> None:
     """RequestExpired when the signing time is more than `max_skew` seconds off, either way."""
     if abs(signed_at.timestamp() - now) > max_skew:
-        raise expired()
+        raise expired(f"signed {signed_at.timestamp() - now:+.0f} s from the gateway's clock")
 
 
 def rfc3986(text: str) -> str:
@@ -117,8 +117,8 @@ async def secret_for(lookup: SecretLookup, access_key: str) -> str:
         or len(access_key) > MAX_ACCESS_KEY_LENGTH
         or not (access_key.isascii() and access_key.isprintable())
     ):
-        raise auth_failure()
+        raise auth_failure("malformed access key id")
     secret = await lookup(access_key)
     if not secret:
-        raise auth_failure()
+        raise auth_failure("unknown or inactive access key, or disabled user")
     return secret

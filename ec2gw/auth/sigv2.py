@@ -81,7 +81,7 @@ def _check_time(fields: dict[str, str], now: float, max_skew: int) -> None:
     if timestamp is not None:
         check_skew(_parse_time("Timestamp", timestamp), now, max_skew)
     elif _parse_time("Expires", expires or "").timestamp() < now:
-        raise expired()
+        raise expired("SigV2 Expires has passed")
 
 
 async def verify_sigv2(
@@ -104,5 +104,5 @@ async def verify_sigv2(
     secret = await secret_for(lookup, fields["AWSAccessKeyId"])
     expected = sigv2_signature(req, fields, secret)
     if not hmac.compare_digest(expected.encode(), fields["Signature"].encode()):
-        raise auth_failure()
+        raise auth_failure("signature mismatch")
     return Caller(fields["AWSAccessKeyId"], "v2", None, None)

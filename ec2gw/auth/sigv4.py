@@ -243,7 +243,7 @@ def payload_hash(req: IncomingRequest, headers: dict[str, list[str]] | None = No
             # A body the signature would not cover: a deliberate refusal, said plainly.
             raise incomplete(f"X-Amz-Content-Sha256 {claimed[:40]!r} is not accepted.")
         if claimed != actual:
-            raise auth_failure()
+            raise auth_failure("X-Amz-Content-Sha256 does not match the body")
     return actual
 
 
@@ -320,7 +320,7 @@ async def verify_header(
     )
     expected = _sign(canonical, amz_date, secret, region, service)
     if not hmac.compare_digest(expected.encode(), fields["Signature"].encode()):
-        raise auth_failure()
+        raise auth_failure("signature mismatch")
     return Caller(access_key, "v4", region, service)
 
 
@@ -361,7 +361,7 @@ async def verify_presigned(
     if not digits or not 1 <= int(lifetime) <= MAX_PRESIGN_SECONDS:
         raise incomplete(f"X-Amz-Expires must be between 1 and {MAX_PRESIGN_SECONDS} seconds.")
     if signed_at.timestamp() - now > max_skew or now > signed_at.timestamp() + int(lifetime):
-        raise expired()
+        raise expired("presigned URL outside its X-Amz-Date + X-Amz-Expires")
     signed_names = _signed_names(query["X-Amz-SignedHeaders"])
     body_hash = payload_hash(req, received)
     secret = await secret_for(lookup, access_key)
@@ -376,4 +376,4 @@ async def verify_presigned(
         expected = _sign(f"{tried}\n{tail}", amz_date, secret, region, service)
         if hmac.compare_digest(expected.encode(), given):
             return Caller(access_key, "v4-presigned", region, service)
-    raise auth_failure()
+    raise auth_failure("signature mismatch")

@@ -24,11 +24,14 @@ _STATUS_BY_CODE: dict[str, int] = {
 class EC2Error(Exception):
     """An error answered to the client as `<Response><Errors><Error>...`."""
 
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, status: int | None = None, *, detail: str = ""
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.status = status if status is not None else _STATUS_BY_CODE.get(code, 400)
+        self.detail = detail  # for the operator's log only: never sent to the client
 
 
 def missing_parameter(name: str) -> EC2Error:
@@ -48,8 +51,11 @@ def unauthorized() -> EC2Error:
     return EC2Error("UnauthorizedOperation", "You are not authorized to perform this operation.")
 
 
-def auth_failure() -> EC2Error:
-    return EC2Error("AuthFailure", "AWS was not able to validate the provided access credentials")
+def auth_failure(detail: str = "") -> EC2Error:
+    """Always the same answer, so a probe learns nothing; `detail` says why, in the log."""
+    return EC2Error(
+        "AuthFailure", "AWS was not able to validate the provided access credentials", detail=detail
+    )
 
 
 def internal_error() -> EC2Error:

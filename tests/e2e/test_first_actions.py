@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import pytest
 from botocore.exceptions import ClientError
@@ -47,17 +49,25 @@ def test_presigned_url_fetched_with_get(gateway, ec2):
     assert httpx.get(tampered).status_code == 401
 
 
-def test_wrong_secret_and_unknown_key_are_auth_failures(gateway):
+def test_wrong_secret_and_unknown_key_are_auth_failures(gateway, caplog):
+    """The client learns nothing of why; the operator's log names the key and the reason."""
     from dataclasses import replace
 
-    for key in (
-        replace(gateway.key, secret="x" * 40),
-        replace(gateway.key, access_key_id="AKIAAAAAAAAAAAAAAAAA"),
+    caplog.set_level(logging.INFO, logger="ec2gw")
+    for key, reason in (
+        (replace(gateway.key, secret="x" * 40), "signature mismatch"),
+        (replace(gateway.key, access_key_id="AKIAAAAAAAAAAAAAAAAA"), "unknown or inactive"),
     ):
+        caplog.clear()
         with pytest.raises(ClientError) as err:
             gateway.client(key).describe_regions()
         assert error_of(err) == ("AuthFailure", 401)
-        assert "signature" not in err.value.response["Error"]["Message"].lower()
+        message = err.value.response["Error"]["Message"]
+        assert "signature" not in message.lower() and "unknown" not in message.lower()
+        request_id = err.value.response["ResponseMetadata"]["RequestId"]
+        lines = [r.getMessage() for r in caplog.records if request_id in r.getMessage()]
+        assert any(f"access_key={key.access_key_id}" in line and reason in line for line in lines)
+        assert any(f"access_key={key.access_key_id} action=DescribeRegions" in x for x in lines)
 
 
 def test_availability_zones_are_clusters(gateway, ec2):
