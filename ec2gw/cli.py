@@ -1,4 +1,4 @@
-"""The `ec2gw` command: serve, sim, keys, check, actions."""
+"""The `ec2gw` command: serve, sim, keys, users, check, actions."""
 
 from __future__ import annotations
 
@@ -161,6 +161,13 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 async def _with_keystore(settings: Settings, work):
     """Run `work(keystore)` against the configured or embedded OpenNebula."""
+    return await _with_opennebula(settings, lambda one, sessions, keystore: work(keystore))
+
+
+async def _with_opennebula(settings: Settings, work):
+    """Run `work(one, sessions, keystore)` against the configured or embedded OpenNebula:
+    the embedded one of the data directory (a running `serve`'s, else started here while
+    the data directory is locked), or EC2GW_OPENNEBULA_* through the server account."""
     from ec2gw import embedded
     from ec2gw.auth.keys import KeyCipher, KeyStore
     from ec2gw.one.client import OneClient
@@ -175,11 +182,36 @@ async def _with_keystore(settings: Settings, work):
             settings.opennebula.server_user, settings.opennebula.server_secret
         )
         cipher = KeyCipher(settings.auth.key_encryption_key or settings.opennebula.server_secret)
-        return await work(KeyStore(one, sessions, cipher, cache_seconds=0))
+        return await work(one, sessions, KeyStore(one, sessions, cipher, cache_seconds=0))
     finally:
         await one.close()
         if cloud is not None:
             cloud.stop()
+
+
+def _print_key(key, as_json: bool) -> None:
+    """A just-minted key, its secret shown this once (`keys create`, `users create`)."""
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "AccessKey": {
+                        "UserName": key.username,
+                        "AccessKeyId": key.access_key_id,
+                        "SecretAccessKey": key.secret,
+                        "Status": key.status,
+                    }
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(
+            f"user:              {key.username}\n"
+            f"access key id:     {key.access_key_id}\n"
+            f"secret access key: {key.secret}\n"
+            "(the secret is shown only now)"
+        )
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -189,27 +221,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     try:
         if args.keys_command == "create":
             key = asyncio.run(_with_keystore(settings, lambda ks: ks.create(args.user)))
-            if args.json:
-                print(
-                    json.dumps(
-                        {
-                            "AccessKey": {
-                                "UserName": key.username,
-                                "AccessKeyId": key.access_key_id,
-                                "SecretAccessKey": key.secret,
-                                "Status": key.status,
-                            }
-                        },
-                        indent=2,
-                    )
-                )
-            else:
-                print(
-                    f"user:              {key.username}\n"
-                    f"access key id:     {key.access_key_id}\n"
-                    f"secret access key: {key.secret}\n"
-                    "(the secret is shown only now)"
-                )
+            _print_key(key, args.json)
         elif args.keys_command == "list":
             keys = asyncio.run(_with_keystore(settings, lambda ks: ks.list(args.user)))
             for key in keys:
@@ -224,8 +236,89 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 return 1
             print(f"deleted {args.key}")
     except UnknownUser as err:
-        print(f"ec2gw: no such OpenNebula user: {err}", file=sys.stderr)
+        hint = (
+            f" (create it with `ec2gw users create {err}`)" if args.keys_command == "create" else ""
+        )
+        print(f"ec2gw: no such OpenNebula user: {err}{hint}", file=sys.stderr)
         return 1
+    return 0
+
+
+class UserExists(Exception):
+    """`ec2gw users create` of a name OpenNebula already has."""
+
+
+class UnknownGroup(LookupError):
+    """`ec2gw users create --group` of a group OpenNebula does not have."""
+
+
+async def _group_id(one, session: str, group: str) -> int:
+    """A group name or numeric id → its id."""
+    from ec2gw.one import documents
+
+    pool = await one.call_document(session, "one.grouppool.info")
+    for element in pool.iterfind("GROUP"):
+        if group in (documents.text(element, "NAME"), documents.text(element, "ID")):
+            return documents.integer(element, "ID")
+    raise UnknownGroup(group)
+
+
+async def create_user(one, sessions, keystore, name: str, group: str):
+    """Make the OpenNebula user `name` in `group` and mint its first access key.
+
+    The user gets the core driver and a random password nobody is told: it authenticates to
+    ec2gw by its EC2 keys (the gateway acts for it through the server account).
+    """
+    import secrets
+
+    from ec2gw.auth.keys import UnknownUser
+    from ec2gw.one.errors import OneError
+
+    try:
+        await keystore.resolve_user(name)
+    except UnknownUser:
+        pass
+    else:
+        raise UserExists(name)
+    gid = await _group_id(one, sessions.admin, group)
+    password = secrets.token_urlsafe(32)
+    try:
+        await one.call(sessions.admin, "one.user.allocate", name, password, "core", [gid])
+    except OneError as err:
+        if "already taken" in err.message:  # made meanwhile by someone else
+            raise UserExists(name) from None
+        raise
+    return await keystore.create(name)
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from ec2gw.one.errors import OneError
+
+    settings = _settings(args)
+    try:
+        key = asyncio.run(
+            _with_opennebula(
+                settings,
+                lambda one, sessions, keystore: create_user(
+                    one, sessions, keystore, args.user, args.group
+                ),
+            )
+        )
+    except UserExists:
+        print(
+            f"ec2gw: user {args.user} exists: use `ec2gw keys create {args.user}`",
+            file=sys.stderr,
+        )
+        return 1
+    except UnknownGroup:
+        print(f"ec2gw: no such OpenNebula group: {args.group}", file=sys.stderr)
+        return 1
+    except OneError as err:
+        print(
+            f"ec2gw: OpenNebula refused to create user {args.user}: {err.message}", file=sys.stderr
+        )
+        return 1
+    _print_key(key, args.json)
     return 0
 
 
@@ -491,11 +584,11 @@ def cmd_actions(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ec2gw",
-        description="An EC2 endpoint for OpenNebula: serve, sim, keys, check, actions.",
+        description="An EC2 endpoint for OpenNebula: serve, sim, keys, users, check, actions.",
         epilog="`ec2gw COMMAND --help` tells more about each command.",
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{serve,sim,keys,check,actions}"
+        dest="command", required=True, metavar="{serve,sim,keys,users,check,actions}"
     )
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -546,6 +639,24 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("key", metavar="ACCESS_KEY_ID", help="the access key id to revoke")
     common(delete)
     keys.set_defaults(func=cmd_keys)
+
+    users = sub.add_parser("users", help="manage OpenNebula users of the gateway")
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="{create}")
+    user_create = users_sub.add_parser(
+        "create", help="make OpenNebula user NAME and its first access key"
+    )
+    user_create.add_argument("user", metavar="NAME", help="the new OpenNebula user's name")
+    user_create.add_argument(
+        "--group",
+        default="users",
+        metavar="G",
+        help="its OpenNebula group, by name or id (default users)",
+    )
+    user_create.add_argument(
+        "--json", action="store_true", help="print the key as `aws iam create-access-key` does"
+    )
+    common(user_create)
+    users.set_defaults(func=cmd_users)
 
     check = sub.add_parser("check", help="validate the configuration and what OpenNebula offers")
     common(check)

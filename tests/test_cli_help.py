@@ -30,7 +30,7 @@ def test_every_option_and_argument_has_help() -> None:
         if not act.help and not isinstance(act, argparse._SubParsersAction)
     ]
     assert missing == []
-    assert len(parsers()) == 9
+    assert len(parsers()) == 11
 
 
 def test_top_level_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -38,7 +38,7 @@ def test_top_level_help_names_every_command(capsys: pytest.CaptureFixture[str]) 
         cli.main(["--help"])
     text = capsys.readouterr().out
     description = cli.build_parser().description
-    for command in ("serve", "sim", "keys", "check", "actions"):
+    for command in ("serve", "sim", "keys", "users", "check", "actions"):
         assert command in description and f"    {command} " in text, command
 
 
@@ -61,3 +61,15 @@ def test_keys_list_prints_readable_times(
     assert cli.main(["keys", "list"]) == 0
     out = capsys.readouterr().out
     assert "created 2023-11-14T22:13:20Z" in out and "1700000000" not in out
+
+
+def test_users_without_a_subcommand_names_them(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["users"])
+    err = capsys.readouterr().err
+    assert "required: {create}" in err and "users_command" not in err
+
+
+def test_users_create_defaults_to_the_users_group() -> None:
+    args = cli.build_parser().parse_args(["users", "create", "bob"])
+    assert (args.user, args.group, args.json) == ("bob", "users", False)
