@@ -20,6 +20,8 @@ class GatewaySettings:
     zone_id: int = 0
     region_name: str = ""
     terminated_visible_seconds: int = 3600
+    # Bounds the wait of every instance-state action (Terminate, Stop, Start, Reboot, a
+    # launch's rollback) for a VM in a transient state oned refuses the action in.
     terminate_wait_seconds: float = 5.0
     rate_limit: float = 50.0
     rate_burst: float = 100.0

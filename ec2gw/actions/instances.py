@@ -602,15 +602,44 @@ async def _carry_out(
     return changes
 
 
+async def _settled(
+    ctx: RequestContext,
+    vms: Sequence[documents.Element],
+    busy: Callable[[documents.Element], bool],
+) -> list[documents.Element]:
+    """The VMs as they are once none is `busy` (in a transient state oned refuses the
+    action in: a hotplug, a save, a migration, PROLOG/BOOT...), waiting for all of them
+    together, bounded by [gateway] terminate_wait_seconds; those still busy at the deadline
+    come back as last seen (for the caller to refuse, before acting on any)."""
+    deadline = time.monotonic() + ctx.settings.gateway.terminate_wait_seconds
+    return list(await asyncio.gather(*(_wait_for(ctx, vm, busy, deadline) for vm in vms)))
+
+
+def _busy_for(one_action: str, *names: str) -> Callable[[documents.Element], bool]:
+    """Busy: an ACTIVE VM that EC2 calls one of `names` but oned does not take
+    `one_action` from (yet)."""
+
+    def busy(vm: documents.Element) -> bool:
+        return (
+            documents.integer(vm, "STATE") == states.ACTIVE
+            and view.state_of(vm).name in names
+            and not _accepts(vm, one_action)
+        )
+
+    return busy
+
+
 @action(
     "StartInstances",
     opennebula='one.vm.action("resume") on stopped VMs (STOPPED, SUSPENDED, POWEROFF, '
-    "UNDEPLOYED), all checked first; a running-VM quota refusal is InstanceLimitExceeded",
+    "UNDEPLOYED), all checked first (a transient state waited out, bounded: [gateway] "
+    "terminate_wait_seconds); a running-VM quota refusal is InstanceLimitExceeded",
     oned="resume: STOPPED/UNDEPLOYED to PENDING, SUSPENDED restored, POWEROFF/UNKNOWN booted; "
     "other states ACTION; the running quota is checked first (ACTION too); one by one",
 )
 async def start_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     vms = await vms_by_ids(ctx, params["InstanceIds"])
+    vms = await _settled(ctx, vms, _busy_for("resume", "stopped"))
     plan: Plan = []
     for vm in vms:
         state = view.state_of(vm)
@@ -626,7 +655,8 @@ async def start_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[s
 
 @action(
     "StopInstances",
-    opennebula='one.vm.action("poweroff") on RUNNING/UNKNOWN VMs, all checked first; with '
+    opennebula='one.vm.action("poweroff") on RUNNING/UNKNOWN VMs, all checked first (a '
+    "transient state waited out, bounded: [gateway] terminate_wait_seconds); with "
     'Force "poweroff-hard", also for a stop stuck in SHUTDOWN_POWEROFF',
     oned="poweroff only ACTIVE RUNNING/UNKNOWN, poweroff-hard also SHUTDOWN_POWEROFF; "
     "asynchronous (SHUTDOWN_POWEROFF until the driver answers); one by one",
@@ -634,6 +664,7 @@ async def start_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[s
 async def stop_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     vms = await vms_by_ids(ctx, params["InstanceIds"])
     one_action = "poweroff-hard" if params.get("Force") else "poweroff"
+    vms = await _settled(ctx, vms, _busy_for(one_action, "running", "pending"))
     plan: Plan = []
     for vm in vms:
         state = view.state_of(vm)
@@ -641,7 +672,7 @@ async def stop_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[st
             plan.append((vm, state, one_action))
         elif state.name in ("stopped", "stopping"):
             plan.append((vm, state, None))
-        else:  # terminated, pending, or running but busy (a hotplug, a migration...)
+        else:  # terminated, pending, or running but still busy (a hotplug, a migration...)
             raise _incorrect(view.instance_id(vm), "stopped")
     finish_dry_run(params)
     return {"StoppingInstances": await _carry_out(ctx, plan, "stopped", states.STOPPING)}
@@ -649,11 +680,13 @@ async def stop_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[st
 
 @action(
     "RebootInstances",
-    opennebula='one.vm.action("reboot") on RUNNING VMs, all checked first',
+    opennebula='one.vm.action("reboot") on RUNNING VMs, all checked first (a transient '
+    "state waited out, bounded: [gateway] terminate_wait_seconds)",
     oned="reboot only ACTIVE RUNNING (ACTION otherwise); one by one",
 )
 async def reboot_instances(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     vms = await vms_by_ids(ctx, params["InstanceIds"])
+    vms = await _settled(ctx, vms, _busy_for("reboot", "running", "pending"))
     for vm in vms:
         if not _accepts(vm, "reboot"):
             raise _incorrect(view.instance_id(vm), "rebooted")
@@ -680,6 +713,27 @@ def _terminable(vm: documents.Element) -> bool:
     )
 
 
+async def _wait_for(
+    ctx: RequestContext,
+    vm: documents.Element,
+    busy: Callable[[documents.Element], bool],
+    deadline: float,
+) -> documents.Element:
+    """The VM re-read every TERMINATE_POLL_SECONDS while `busy(vm)`, until `deadline`:
+    the wait of every instance-state action for a transient state oned refuses to end."""
+    while busy(vm) and time.monotonic() < deadline:
+        await asyncio.sleep(TERMINATE_POLL_SECONDS)
+        vm = await ctx.one_doc("one.vm.info", documents.integer(vm, "ID"))
+    return vm
+
+
+def _terminate_busy(vm: documents.Element) -> bool:
+    raw_state, lcm = _lcm(vm)
+    if raw_state == states.DONE or (raw_state == states.ACTIVE and lcm in _ALREADY_TERMINATING_LCM):
+        return False
+    return not _terminable(vm)
+
+
 async def _terminate(ctx: RequestContext, vm: documents.Element, deadline: float) -> dict:
     """Terminate one VM, first waiting (until `deadline`) for a transient state oned
     refuses to end, as EC2 terminates pending instances; IncorrectInstanceState if the
@@ -687,20 +741,22 @@ async def _terminate(ctx: RequestContext, vm: documents.Element, deadline: float
     instance_id, vm_id = view.instance_id(vm), documents.integer(vm, "ID")
     before = view.state_of(vm)
     while True:
+        vm = await _wait_for(ctx, vm, _terminate_busy, deadline)
         raw_state, lcm = _lcm(vm)
         if raw_state == states.DONE:
             return _change(instance_id, before, states.TERMINATED)
         if raw_state == states.ACTIVE and lcm in _ALREADY_TERMINATING_LCM:
             return _change(instance_id, before, states.SHUTTING_DOWN)
-        if _terminable(vm):
-            graceful = raw_state == states.ACTIVE and lcm in (3, 16)
-            try:
-                one_action = "terminate" if graceful else "terminate-hard"
-                await ctx.one("one.vm.action", one_action, vm_id)
-                return _change(instance_id, before, states.SHUTTING_DOWN)
-            except OneError as err:  # it moved on in between: look again
-                if err.code != ACTION:
-                    raise
+        if not _terminable(vm):
+            raise _incorrect(instance_id, "terminated")
+        graceful = raw_state == states.ACTIVE and lcm in (3, 16)
+        try:
+            one_action = "terminate" if graceful else "terminate-hard"
+            await ctx.one("one.vm.action", one_action, vm_id)
+            return _change(instance_id, before, states.SHUTTING_DOWN)
+        except OneError as err:  # it moved on in between: look again
+            if err.code != ACTION:
+                raise
         if time.monotonic() >= deadline:
             raise _incorrect(instance_id, "terminated")
         await asyncio.sleep(TERMINATE_POLL_SECONDS)

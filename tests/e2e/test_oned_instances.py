@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from ec2gw.actions import instance_view as view
 from ec2gw.actions.context import RequestContext
 from ec2gw.ec2 import ids
 from ec2gw.one import documents
@@ -214,7 +215,9 @@ def test_force_stop_ends_a_stuck_stop(gateway, ec2, ami):
 @pytest.mark.embedded_only  # holds a VM in HOTPLUG: set in the simulator
 def test_stop_is_all_or_nothing(gateway, ec2, ami):
     """F10: oned powers off only RUNNING/UNKNOWN VMs; a request with a busy (hotplugging)
-    instance stopped the instances before it, then failed."""
+    instance stopped the instances before it, then failed. Busy past the wait ([gateway]
+    terminate_wait_seconds), the request is refused and nothing changes; busy for a moment,
+    it is waited out, the request's VMs together."""
     sim = gateway.backend.sim
     launched = ec2.run_instances(ImageId=ami, MinCount=2, MaxCount=2)["Instances"]
     first, busy = [i["InstanceId"] for i in launched]
@@ -224,44 +227,103 @@ def test_stop_is_all_or_nothing(gateway, ec2, ami):
             vm = sim.cloud.pools["vm"][ids.INSTANCE.decode(busy)]
             sim.cloud.set_state(vm, 3, 17)  # ACTIVE HOTPLUG, until set back
         try:
-            for call in (ec2.stop_instances, ec2.reboot_instances):
-                with pytest.raises(ClientError) as err:
-                    call(InstanceIds=[first, busy])
-                assert error_of(err) == ("IncorrectInstanceState", 400)
+            with gateway.variant(gateway__terminate_wait_seconds=0.3) as impatient:
+                client = impatient.client()
+                for call in (client.stop_instances, client.reboot_instances):
+                    with pytest.raises(ClientError) as err:
+                        call(InstanceIds=[first, busy])
+                    assert error_of(err) == ("IncorrectInstanceState", 400)
             assert documents.integer(_vm(gateway, first), "LCM_STATE") == 3  # still RUNNING
         finally:
             with sim.cloud.lock:
                 sim.cloud.set_state(vm, 3, 3)
+        with sim.cloud.lock:  # a hotplug the driver answers in 1 s: waited out
+            sim.cloud.set_state(vm, 3, 17, 1.0)
+        ec2.reboot_instances(InstanceIds=[first, busy])
+        stopping = ec2.stop_instances(InstanceIds=[first, busy])["StoppingInstances"]
+        assert {s["PreviousState"]["Name"] for s in stopping} == {"running"}
+        _wait(ec2, "instance_stopped", first, busy)
     finally:
         ec2.terminate_instances(InstanceIds=[first, busy])
+
+
+@pytest.mark.parametrize("action", ["stop", "reboot"])
+def test_stop_or_reboot_right_after_a_detach(gateway, ec2, ami, action):
+    """StopInstances (RebootInstances) right after a DetachVolume, the VM still in HOTPLUG
+    on oned, was IncorrectInstanceState; EC2 stops it: the gateway waits the hotplug out
+    (bounded by [gateway] terminate_wait_seconds). The embedded OpenNebula's hotplug is
+    instant: there the driver answers the detach in 1 s."""
+    sim = gateway.backend.sim
+    zone = ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
+    instance_id = _launch(ec2, ami, InstanceType="t3.nano")
+    volume_id = ec2.create_volume(Size=1, AvailabilityZone=zone)["VolumeId"]
+    waiting = {"Delay": 1, "MaxAttempts": 120}
+    try:
+        _wait(ec2, "instance_running", instance_id)
+        ec2.get_waiter("volume_available").wait(VolumeIds=[volume_id], WaiterConfig=waiting)
+        ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device="/dev/sdf")
+        ec2.get_waiter("volume_in_use").wait(VolumeIds=[volume_id], WaiterConfig=waiting)
+        eventually(
+            lambda: documents.integer(_vm(gateway, instance_id), "LCM_STATE") == 3,  # RUNNING
+            timeout=60,
+        )
+        ec2.detach_volume(VolumeId=volume_id)
+        if sim is not None:
+            with sim.cloud.lock:
+                vm = sim.cloud.pools["vm"][ids.INSTANCE.decode(instance_id)]
+                sim.cloud.set_state(vm, 3, 17, 1.0)  # ACTIVE HOTPLUG, for 1 s
+        if action == "stop":
+            (stopping,) = ec2.stop_instances(InstanceIds=[instance_id])["StoppingInstances"]
+            assert stopping["PreviousState"]["Name"] == "running"
+            _wait(ec2, "instance_stopped", instance_id)
+        else:
+            ec2.reboot_instances(InstanceIds=[instance_id])
+            eventually(lambda: _state(ec2, instance_id) == "running", timeout=60)
+        ec2.get_waiter("volume_available").wait(VolumeIds=[volume_id], WaiterConfig=waiting)
+    finally:
+        ec2.terminate_instances(InstanceIds=[instance_id])
+        _wait(ec2, "instance_terminated", instance_id)
+        eventually(
+            lambda: (
+                ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["State"] == "available"
+            ),
+            timeout=60,
+        )
+        ec2.delete_volume(VolumeId=volume_id)
 
 
 def test_failed_launch_removes_instances_already_deployed(gateway, ami, monkeypatch):
     """F12: the rollback's terminate-hard was refused for a VM the scheduler had moved to
     PROLOG/BOOT, which then ran on, hidden. The launch here fails at its second instance
-    once the first is being deployed (as a quota hit late in a long launch would)."""
+    once the first has left PENDING (PROLOG, BOOT or RUNNING: a real oned with dummy
+    drivers passes PROLOG/BOOT in milliseconds; the embedded one, slowed, is still in
+    PROLOG then), as a quota hit late in a long launch would."""
     key = gateway.new_user("rollback")
     client = gateway.client(key)
     real_one = RequestContext.one
     instantiated: list[int] = []
+    seen: list[int] = []  # the first VM's LCM_STATE when the second instantiate failed
 
     async def failing_second_instantiate(self, method: str, *args: object) -> Any:
         if method == "one.template.instantiate" and instantiated:
-            await _deployed(self, instantiated[0])
+            seen.append(await _deployed(self, instantiated[0]))
             raise OneError(method, AUTHORIZATION, "limit of 1 reached for VMS quota in VM")
         result = await real_one(self, method, *args)
         if method == "one.template.instantiate":
             instantiated.append(result)
         return result
 
-    async def _deployed(ctx: RequestContext, vm_id: int) -> None:
+    async def _deployed(ctx: RequestContext, vm_id: int) -> int:
+        """The VM's LCM_STATE once it is ACTIVE (out of PENDING), -1 after 30 s (well under
+        the client's 60 s read timeout: a shared oned's scheduler may take a while)."""
         import asyncio
 
-        for _ in range(1200):  # a shared oned's scheduler may take a while
+        for _ in range(600):
             vm = await ctx.one_doc("one.vm.info", vm_id)
-            if documents.integer(vm, "LCM_STATE") in (1, 2):  # PROLOG, BOOT
-                return
+            if documents.integer(vm, "STATE") == 3:  # ACTIVE: PROLOG, BOOT, RUNNING...
+                return documents.integer(vm, "LCM_STATE")
             await asyncio.sleep(0.05)
+        return -1
 
     monkeypatch.setattr(RequestContext, "one", failing_second_instantiate)
     from tests.e2e.test_compute import slow_boot
@@ -271,10 +333,15 @@ def test_failed_launch_removes_instances_already_deployed(gateway, ami, monkeypa
     monkeypatch.undo()
     assert error_of(err) == ("InstanceLimitExceeded", 400)
     (vm_id,) = instantiated
+    assert seen and seen[0] != -1, f"the first VM never left PENDING: {seen}"
+    if gateway.backend.sim is not None:
+        assert seen[0] == 1, seen  # PROLOG: what the old rollback could not terminate
     eventually(
         lambda: (
             documents.integer(documents.parse(gateway.one("one.vm.info", vm_id)), "STATE") == 6
         ),  # DONE
         timeout=30,
     )
+    vm = documents.parse(gateway.one("one.vm.info", vm_id))
+    assert documents.text(vm, f"USER_TEMPLATE/{view.HIDDEN}") == "YES"
     assert client.describe_instances()["Reservations"] == []
