@@ -275,28 +275,62 @@ def wrong_vm_state(err: OneError) -> bool:
     return err.code == ACTION or (err.code == INTERNAL and "has to be" in err.message)
 
 
-# How long a request waits to remove an image it made while oned still copies it.
-CLEANUP_SECONDS = 10.0
+# How long a request waits for oned to let it delete an image it still holds LOCKED.
+LOCKED_WAIT_SECONDS = 10.0
 
 
-async def delete_quietly(ctx: RequestContext, image_id: int) -> None:
-    """Remove an image the request made and could not finish (logged if that fails too).
+def image_locked(err: Exception) -> bool:
+    """oned refusing its owner the delete of a LOCKED image (its copy under way): INTERNAL
+    'Image locked, use --force flag to remove the image...' (force needs ADMIN)."""
+    return isinstance(err, OneError) and err.code == INTERNAL and "Image locked" in err.message
 
-    oned refuses its owner the delete of a LOCKED image (INTERNAL 'Image locked, use
-    --force...', and force needs ADMIN): it is retried, bounded, until the copy is done."""
-    deadline = time.monotonic() + CLEANUP_SECONDS
+
+async def _delete_when_unlocked(ctx: RequestContext, image_id: int, deadline: float) -> bool:
     while True:
         try:
             await ctx.one("one.image.delete", image_id, False)
-            return
-        except (OneError, EC2Error) as err:
-            locked = isinstance(err, OneError) and "Image locked" in err.message
-            if not locked or time.monotonic() > deadline:
-                log.error(
-                    "request_id=%s could not remove image %s: %s", ctx.request_id, image_id, err
-                )
-                return
+            return True
+        except OneError as err:
+            if not image_locked(err):
+                raise
+            if time.monotonic() > deadline:
+                return False
         await asyncio.sleep(0.2)
+
+
+async def delete_images(
+    ctx: RequestContext, image_ids: list[int], seconds: float | None = None
+) -> list[int]:
+    """one.image.delete of each image, in parallel; the one place that deletes an image oned
+    may still hold LOCKED (a new image while the datastore driver copies it: oned refuses its
+    owner the delete, 'Image locked, use --force...', and force needs ADMIN). Each delete is
+    retried while oned answers so, for `seconds` at most. Returns the images still locked
+    then (not deleted); any other refusal is raised (the first one, once all are done)."""
+    deadline = time.monotonic() + (LOCKED_WAIT_SECONDS if seconds is None else seconds)
+    done = await asyncio.gather(
+        *(_delete_when_unlocked(ctx, i, deadline) for i in image_ids), return_exceptions=True
+    )
+    for outcome in done:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return [i for i, deleted in zip(image_ids, done, strict=True) if not deleted]
+
+
+async def delete_quietly(ctx: RequestContext, image_id: int) -> None:
+    """Remove an image the request made and could not finish (logged if that fails too),
+    waiting, bounded, while oned still holds it LOCKED (`delete_images`)."""
+    try:
+        still_locked = await delete_images(ctx, [image_id])
+    except (OneError, EC2Error) as err:
+        log.error("request_id=%s could not remove image %s: %s", ctx.request_id, image_id, err)
+        return
+    if still_locked:
+        log.error(
+            "request_id=%s could not remove image %s: still locked after %.0f s",
+            ctx.request_id,
+            image_id,
+            LOCKED_WAIT_SECONDS,
+        )
 
 
 def _allocation_error(err: OneError, name: str) -> EC2Error:
@@ -353,9 +387,10 @@ async def _own_image(ctx: RequestContext, image_id: str) -> documents.Element:
 
 @action(
     "DeregisterImage",
-    opennebula="one.image.delete",
-    oned="image.delete refused while used or cloned; asynchronous (DELETE): an image in DELETE is "
-    "gone for EC2",
+    opennebula="one.image.delete (retried while oned holds the image LOCKED, 10 s at most)",
+    oned="image.delete refused while used or cloned, and to its owner while LOCKED (an AMI still "
+    "being saved): waited for, 10 s at most, then IncorrectState; asynchronous (DELETE): an "
+    "image in DELETE is gone for EC2",
 )
 async def deregister_image(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     image = await _own_image(ctx, params["ImageId"])
@@ -366,7 +401,10 @@ async def deregister_image(ctx: RequestContext, params: dict[str, Any]) -> dict[
             f"The image {params['ImageId']} is in use by running instances; OpenNebula keeps "
             "images that instances still use",
         )
-    await ctx.one("one.image.delete", documents.integer(image, "ID"), False)
+    if await delete_images(ctx, [documents.integer(image, "ID")]):
+        raise EC2Error(
+            "IncorrectState", f"Image '{params['ImageId']}' is in an invalid state: pending"
+        )
     return {"Return": True}
 
 

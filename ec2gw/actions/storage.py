@@ -37,6 +37,7 @@ from ec2gw.actions.images import (
     _executable_check,
     _image_datastore,
     _owner_check,
+    delete_images,
     delete_quietly,
     wrong_vm_state,
 )
@@ -625,9 +626,10 @@ async def _copied(ctx: RequestContext, image: documents.Element) -> documents.El
 @action(
     "DeleteVolume",
     opennebula="one.image.delete (refused while attached; once a snapshot being copied from it is "
-    "done, 10 s at most)",
-    oned="image.delete refused while attached or cloned (a pending copy is waited for, bounded); "
-    "asynchronous (DELETE): an image in DELETE is gone for EC2",
+    "done and once oned no longer holds it LOCKED, 10 s at most each)",
+    oned="image.delete refused while attached or cloned (a pending copy is waited for, bounded), "
+    "and to its owner while LOCKED (a volume still creating): waited for, 10 s at most, then "
+    "IncorrectState; asynchronous (DELETE): an image in DELETE is gone for EC2",
 )
 async def delete_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     image = await volume_image(ctx, params["VolumeId"])
@@ -636,11 +638,15 @@ async def delete_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str
     finish_dry_run(params)
     image = await _copied(ctx, image)
     try:
-        await ctx.one("one.image.delete", documents.integer(image, "ID"), False)
+        locked = await delete_images(ctx, [documents.integer(image, "ID")])
     except OneError as err:
         if err.code == ACTION:
             raise EC2Error("VolumeInUse", f"Volume {params['VolumeId']} is in use") from None
         raise
+    if locked:
+        raise EC2Error(
+            "IncorrectState", f"Volume '{params['VolumeId']}' is in an invalid state: creating"
+        )
     return {}
 
 
@@ -835,21 +841,27 @@ async def copy_snapshot(ctx: RequestContext, params: dict[str, Any]) -> dict[str
 
 @action(
     "DeleteSnapshot",
-    opennebula="one.image.delete of an image marked EBS_SNAPSHOT",
-    oned="image.delete refused while the image is cloned or used, and to its owner while LOCKED; "
+    opennebula="one.image.delete of an image marked EBS_SNAPSHOT (retried while oned holds it "
+    "LOCKED, 10 s at most)",
+    oned="image.delete refused while the image is cloned or used, and to its owner while LOCKED "
+    "(a pending snapshot still being copied): waited for, 10 s at most, then IncorrectState; "
     "asynchronous (DELETE): an image in DELETE is gone for EC2",
 )
 async def delete_snapshot(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     image = await snapshot_image(ctx, params["SnapshotId"])
     finish_dry_run(params)
     try:
-        await ctx.one("one.image.delete", documents.integer(image, "ID"), False)
+        locked = await delete_images(ctx, [documents.integer(image, "ID")])
     except OneError as err:
         if err.code == ACTION:
             raise EC2Error(
                 "InvalidSnapshot.InUse", f"The snapshot {params['SnapshotId']} is in use"
             ) from None
         raise
+    if locked:
+        raise EC2Error(
+            "IncorrectState", f"Snapshot '{params['SnapshotId']}' is in an invalid state: pending"
+        )
     return {}
 
 
