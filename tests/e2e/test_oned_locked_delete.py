@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
@@ -92,6 +93,22 @@ def test_delete_volume_right_after_create(gateway, ec2, zone):
             assert created["State"] == "creating"
         ec2.delete_volume(VolumeId=created["VolumeId"])
     assert eventually(lambda: _volume_gone(ec2, created["VolumeId"]))
+
+
+def test_delete_volumes_right_after_create_in_parallel(gateway, ec2, zone):
+    """Several clients at once: on a real oned the driver queue lengthens and the copies
+    stay LOCKED longer (before the fix some of these deletes were InternalError 500)."""
+
+    def create_and_delete(_: int) -> str:
+        client = gateway.client()
+        volume_id = client.create_volume(Size=1, AvailabilityZone=zone)["VolumeId"]
+        client.delete_volume(VolumeId=volume_id)
+        return volume_id
+
+    with slow_copies(gateway, 1.0), ThreadPoolExecutor(6) as pool:
+        volume_ids = list(pool.map(create_and_delete, range(6)))
+    for volume_id in volume_ids:
+        assert eventually(lambda v=volume_id: _volume_gone(ec2, v))
 
 
 def test_deregister_image_right_after_create(gateway, ec2, ami):
