@@ -761,6 +761,9 @@ async def _snapshot_of(
     try:
         if users:
             (vm,) = await vms_by_ids(ctx, [ids.INSTANCE.encode(users[0])])
+            # oned saves no disk while the VM is in a hotplug (the attach just asked for, say)
+            # and EC2 snapshots an attaching volume: wait for it to end, bounded.
+            vm = await finished(ctx, users[0]) or vm
             disk = _disk_of(vm, source_id)
             if disk is None:
                 raise EC2Error("IncorrectState", f"Volume '{volume_id}' is being attached.")
