@@ -19,6 +19,9 @@ class GatewaySettings:
     clock_skew_seconds: int = 900
     zone_id: int = 0
     region_name: str = ""
+    # True: a SigV4 scope naming another region (an AWS region, another zone) is accepted
+    # too, for clients that cannot choose the region they sign for.
+    accept_any_signing_region: bool = False
     terminated_visible_seconds: int = 3600
     # Bounds the wait of every instance-state action (Terminate, Stop, Start, Reboot, a
     # launch's rollback) for a VM in a transient state oned refuses the action in.
