@@ -1,4 +1,4 @@
-"""The `ec2gw` command: serve, sim, keys, users, check, actions."""
+"""The `ec2gw` command: serve, sim, keys, users, setup, check, actions."""
 
 from __future__ import annotations
 
@@ -543,6 +543,45 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if any(status == PROBLEM for status, _ in lines) else 0
 
 
+def cmd_setup(args: argparse.Namespace) -> int:
+    from ec2gw import setup
+    from ec2gw.protocol.errors import EC2Error
+
+    settings = _settings(args)
+    if settings.embedded_mode:
+        print(
+            "ec2gw: setup needs an OpenNebula: set [opennebula] endpoint (the embedded "
+            "OpenNebula of `ec2gw serve` is set up by itself)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        auth_file = setup.oneadmin_auth_file(args.oneadmin_auth_file)
+        report = asyncio.run(setup.setup(settings, setup.read_auth(auth_file)))
+    except setup.SetupError as err:
+        print(f"ec2gw: {err}", file=sys.stderr)
+        return 1
+    except EC2Error:
+        print(
+            f"ec2gw: OpenNebula is not reachable at {settings.opennebula.endpoint}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"OpenNebula at {settings.opennebula.endpoint}, as {auth_file}'s user:")
+    for status, line in report.lines:
+        print(f"{status:<8}{line}")
+    if report.new_secret:
+        user, secret = report.new_secret
+        print(
+            f"\nThe new secret of {user!r}, shown only now: put these lines in the "
+            "configuration's [opennebula] table (or the value in "
+            "EC2GW_OPENNEBULA_SERVER_SECRET, e.g. in /etc/ec2gw/ec2gw.env of "
+            "config/ec2gw.service), then run `ec2gw check`:\n\n"
+            f'server_user = "{user}"\nserver_secret = "{secret}"\n'
+        )
+    return 1 if report.failed else 0
+
+
 def actions_table() -> str:
     from ec2gw.actions.registry import all_actions
 
@@ -584,11 +623,13 @@ def cmd_actions(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ec2gw",
-        description="An EC2 endpoint for OpenNebula: serve, sim, keys, users, check, actions.",
+        description=(
+            "An EC2 endpoint for OpenNebula: serve, sim, keys, users, setup, check, actions."
+        ),
         epilog="`ec2gw COMMAND --help` tells more about each command.",
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{serve,sim,keys,users,check,actions}"
+        dest="command", required=True, metavar="{serve,sim,keys,users,setup,check,actions}"
     )
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -657,6 +698,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(user_create)
     users.set_defaults(func=cmd_users)
+
+    setup = sub.add_parser(
+        "setup",
+        help="create or check, as oneadmin, the server account, instance types and public "
+        "network the configuration names",
+        description=(
+            "Create what the configuration needs on OpenNebula, as oneadmin, or check that it "
+            "is there: the server_cipher account [opennebula] server_user (in group "
+            "oneadmin; a new secret is printed once), the instance types of [instance_types] "
+            "(VM templates with EC2_INSTANCE_TYPE, usable by every user), and the public "
+            "network [gateway] public_network (checked only). Existing items are never "
+            "changed: each line says created, ok, or DIFFERS. Exit status 1 if anything "
+            "differs or is missing, 0 otherwise; `ec2gw check` then passes."
+        ),
+    )
+    common(setup)
+    setup.add_argument(
+        "--oneadmin-auth-file",
+        metavar="FILE",
+        help="oneadmin's `user:password` file (default $ONE_AUTH, else ~/.one/one_auth, "
+        "as the OpenNebula CLI)",
+    )
+    setup.set_defaults(func=cmd_setup)
 
     check = sub.add_parser("check", help="validate the configuration and what OpenNebula offers")
     common(check)

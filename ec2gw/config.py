@@ -1,5 +1,9 @@
 """Configuration: one TOML file (`config/ec2gw.toml` documents every option) plus
-`EC2GW_<SECTION>_<OPTION>` environment variables, which win over the file."""
+`EC2GW_<SECTION>_<OPTION>` environment variables, which win over the file.
+
+Secret options can also come from a file named by `EC2GW_<SECTION>_<OPTION>_FILE` (systemd
+credentials, Docker/Kubernetes secrets): the file's content without its trailing newline.
+Precedence, lowest first: the TOML file, the `_FILE` variable, the plain variable."""
 
 from __future__ import annotations
 
@@ -57,12 +61,40 @@ class EmbeddedSettings:
     epilog_delay: float = 1.0
 
 
+@dataclass(frozen=True)
+class InstanceType:
+    """An instance type `ec2gw setup` makes: a VM template with EC2_INSTANCE_TYPE = name."""
+
+    vcpu: int
+    memory: int  # MB
+    cpu: float  # OpenNebula's CPU share
+
+
+# `[instance_types]` when the configuration has none (config/ec2gw.toml shows them).
+DEFAULT_INSTANCE_TYPES = {
+    "t3.nano": InstanceType(1, 512, 0.25),
+    "t3.micro": InstanceType(1, 1024, 0.5),
+    "t3.small": InstanceType(2, 2048, 1.0),
+    "t3.medium": InstanceType(2, 4096, 1.0),
+    "m5.large": InstanceType(2, 8192, 2.0),
+    "m5.xlarge": InstanceType(4, 16384, 4.0),
+}
+
+# Options that may be read from a file named by EC2GW_<SECTION>_<OPTION>_FILE.
+SECRET_OPTIONS = (("opennebula", "server_secret"), ("auth", "key_encryption_key"))
+
+
 @dataclass
 class Settings:
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     opennebula: OpenNebulaSettings = field(default_factory=OpenNebulaSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     embedded: EmbeddedSettings = field(default_factory=EmbeddedSettings)
+    # Not an option section: `[instance_types.NAME]` tables, read by `ec2gw setup` only
+    # (no environment variables).
+    instance_types: dict[str, InstanceType] = field(
+        default_factory=lambda: dict(DEFAULT_INSTANCE_TYPES)
+    )
 
     @property
     def embedded_mode(self) -> bool:
@@ -90,8 +122,51 @@ def _coerce(kind: type, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}") from None
 
 
+def _option_sections() -> list:
+    """The fields of `Settings` that are option sections (`[gateway]`, ...)."""
+    return [f for f in fields(Settings) if f.name != "instance_types"]
+
+
+def _instance_types(given: Any) -> dict[str, InstanceType]:
+    """`[instance_types."t3.micro"]` tables (vcpu, memory in MB, cpu) → InstanceType."""
+    if not isinstance(given, dict):
+        raise ConfigError("[instance_types] must be a table of tables")
+    types = {}
+    for name, spec in given.items():
+        where = f"[instance_types.{name!r}]"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where} must be a table (vcpu, memory, cpu)")
+        unknown = set(spec) - {"vcpu", "memory", "cpu"}
+        if unknown:
+            raise ConfigError(f"unknown option {where} {', '.join(sorted(unknown))}")
+        missing = {"vcpu", "memory"} - set(spec)
+        if missing:
+            raise ConfigError(f"{where}: missing {', '.join(sorted(missing))}")
+        vcpu = _coerce(int, spec["vcpu"], f"{where} vcpu")
+        memory = _coerce(int, spec["memory"], f"{where} memory")
+        cpu = _coerce(float, spec.get("cpu", vcpu), f"{where} cpu")
+        if vcpu < 1 or memory < 1 or cpu <= 0:
+            raise ConfigError(f"{where}: vcpu, memory and cpu must be positive")
+        types[str(name)] = InstanceType(vcpu, memory, cpu)
+    return types
+
+
+def _secret_file(env: Any, variable: str) -> str:
+    """The content of the file `variable` names, without its trailing newline."""
+    path = env[variable]
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{variable}: no such file: {path}") from None
+    except OSError as err:
+        raise ConfigError(f"{variable}: cannot read {path}: {err.strerror}") from None
+    return text.rstrip("\r\n")
+
+
 def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
-    """Read the TOML file (if any), then apply `EC2GW_*` environment overrides."""
+    """Read the TOML file (if any), then apply `EC2GW_*` environment overrides: for a
+    secret option, `EC2GW_<SECTION>_<OPTION>_FILE` (a file holding it), then the plain
+    variable, which wins."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
     if path is not None:
@@ -102,7 +177,9 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from None
     settings = Settings()
-    for section in fields(Settings):
+    if "instance_types" in raw:
+        settings.instance_types = _instance_types(raw.pop("instance_types"))
+    for section in _option_sections():
         target = getattr(settings, section.name)
         given = raw.pop(section.name, {})
         if not isinstance(given, dict):
@@ -115,6 +192,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
             setattr(target, key, _coerce(kind, value, f"[{section.name}] {key}"))
         for name in known:
             env_name = f"EC2GW_{section.name}_{name}".upper()
+            if (section.name, name) in SECRET_OPTIONS and f"{env_name}_FILE" in env:
+                setattr(target, name, _secret_file(env, f"{env_name}_FILE"))
             if env_name in env:
                 kind = type(getattr(target, name))
                 setattr(target, name, _coerce(kind, env[env_name], env_name))
@@ -126,7 +205,7 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
 def environment(settings: Settings) -> dict[str, str]:
     """Every option as its `EC2GW_*` variable: what worker processes rebuild `settings` from."""
     variables = {}
-    for section in fields(Settings):
+    for section in _option_sections():
         values = getattr(settings, section.name)
         for option in fields(values):
             value = getattr(values, option.name)

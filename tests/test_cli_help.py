@@ -30,7 +30,7 @@ def test_every_option_and_argument_has_help() -> None:
         if not act.help and not isinstance(act, argparse._SubParsersAction)
     ]
     assert missing == []
-    assert len(parsers()) == 11
+    assert len(parsers()) == 12
 
 
 def test_top_level_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> None:
