@@ -1,6 +1,12 @@
 # ec2gw container image: `docker build -t ec2gw .` then
 #   docker run -p 8773:8773 -e EC2GW_OPENNEBULA_ENDPOINT=http://oned:2633/RPC2 \
 #     -e EC2GW_OPENNEBULA_SERVER_USER=ec2gw -e EC2GW_OPENNEBULA_SERVER_SECRET=... ec2gw
+# Secrets can come from files instead (Docker or Kubernetes secrets): each secret option's
+# EC2GW_<SECTION>_<OPTION>_FILE names a file holding it, e.g.
+#     -v /etc/ec2gw/server_secret:/run/secrets/server_secret:ro \
+#     -e EC2GW_OPENNEBULA_SERVER_SECRET_FILE=/run/secrets/server_secret
+# and EC2GW_AUTH_KEY_ENCRYPTION_KEY_FILE (the plain variable, if also set, wins).
+# Make the server account and instance types first with `ec2gw setup` (as oneadmin).
 # Without EC2GW_OPENNEBULA_ENDPOINT it serves the embedded OpenNebula (demo), its state
 # in the /var/lib/ec2gw volume. Mount your own config at /etc/ec2gw/ec2gw.toml.
 # -e EC2GW_GATEWAY_WORKERS=N runs N gateway processes (one per core; tested with the
