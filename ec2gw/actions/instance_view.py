@@ -38,6 +38,11 @@ HIDDEN = "EC2_HIDDEN"  # set on VMs a failed RunInstances rolled back
 ELASTIC_NIC = "EC2_ELASTIC_IP"
 # DISK attribute naming the EBS volume AttachVolume plugged in.
 VOLUME_DISK = "EC2_VOLUME_ID"
+# DISK attribute AttachVolume writes with it: when the volume was attached (epoch seconds).
+# oned records no time on a hot-attached DISK; kept in the DISK itself, it is part of the
+# VM document the view is made from (and of the memo's key), and leaves with the DISK on
+# detach, so a later disk of the same DISK_ID never shows it.
+ATTACH_TIME_DISK = "EC2_ATTACH_TIME"
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,7 @@ VM_READ = ("ID", "UID", "STATE", "LCM_STATE", "STIME", "ETIME")
 VM_PARTS = ("TEMPLATE", "USER_TEMPLATE", "HISTORY_RECORDS", *VM_READ)
 TEMPLATE_READ = ("NIC", "DISK", "SECURITY_GROUP_RULE", "VCPU", "OS")
 NIC_READ = ("IP", "MAC", "NETWORK_ID", "NIC_ID", "SECURITY_GROUPS", "EXTERNAL_IP", ELASTIC_NIC)
-DISK_READ = ("IMAGE_ID", "DEV_PREFIX", "TARGET", VOLUME_DISK)
+DISK_READ = ("IMAGE_ID", "DEV_PREFIX", "TARGET", VOLUME_DISK, ATTACH_TIME_DISK)
 RULE_READ = ("SECURITY_GROUP_ID", "SECURITY_GROUP_NAME")
 
 
@@ -334,10 +339,12 @@ def _interfaces(facts: _VmFacts, zones: Zones) -> list[dict[str, Any]]:
 
 
 def _block_device(disk: dict[str, str], launched: datetime) -> dict[str, Any]:
-    """A VM disk as a block device mapping; an attached EBS volume names itself."""
+    """A VM disk as a block device mapping; an attached EBS volume names itself and, when
+    AttachVolume recorded it, the time it was attached (the VM's disks: its launch time)."""
     volume_id = disk.get(VOLUME_DISK, "")
+    attached = disk.get(ATTACH_TIME_DISK, "")
     ebs: dict[str, Any] = {
-        "AttachTime": launched,
+        "AttachTime": _time(int(attached)) if volume_id and attached.isdigit() else launched,
         "DeleteOnTermination": not volume_id,
         "Status": "attached",
     }

@@ -559,9 +559,15 @@ async def attach_volume(ctx: RequestContext, params: dict[str, Any]) -> dict[str
         raise EC2Error("InvalidParameterValue", f"Attachment point /dev/{target} is already in use")
     finish_dry_run(params)
     image_id, vm_id = documents.integer(image, "ID"), documents.integer(vm, "ID")
-    disk = {"IMAGE_ID": image_id, "TARGET": target, view.VOLUME_DISK: params["VolumeId"]}
-    await hotplug(ctx, "one.vm.attach", vm_id, documents.template_text([("DISK", disk)]))
+    # The attach time goes into the DISK too: the instance view reads it from there.
     attached = int(time.time())
+    disk = {
+        "IMAGE_ID": image_id,
+        "TARGET": target,
+        view.VOLUME_DISK: params["VolumeId"],
+        view.ATTACH_TIME_DISK: attached,
+    }
+    await hotplug(ctx, "one.vm.attach", vm_id, documents.template_text([("DISK", disk)]))
     try:
         await ctx.one(
             "one.image.update", image_id, documents.template_text([(ATTACH_TIME, attached)]), 1

@@ -127,3 +127,35 @@ def test_the_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for n in range(10):
         view.instance_xml(edit(vm, "STIME", str(1700000000 + n)), ZONES)
         assert len(view._instance_xml) <= 3
+
+
+def test_an_attached_volume_s_attach_time_is_part_of_the_key() -> None:
+    """AttachVolume writes the attach time into the volume's DISK (EC2_ATTACH_TIME): the
+    view shows it as that mapping's AttachTime, and a change of it is never served stale."""
+    _, vm = next((name, vm) for name, vm in VMS if "deployed" in name)
+    attached = copy(vm)
+    documents.add_vector(
+        attached.find("TEMPLATE"),
+        "DISK",
+        {
+            "DISK_ID": "2",
+            "IMAGE_ID": "5",
+            "TARGET": "sdf",
+            view.VOLUME_DISK: "vol-00000005",
+            view.ATTACH_TIME_DISK: "1795727600",
+        },
+    )
+    before = view.instance_xml(attached, ZONES)
+    assert before == fresh(attached)
+    devices = {
+        m["DeviceName"]: m["Ebs"]["AttachTime"]
+        for m in view.to_instance(attached, ZONES)["BlockDeviceMappings"]
+    }
+    launched = view.to_instance(attached, ZONES)["LaunchTime"]
+    assert devices == {"/dev/sda": launched, "/dev/sdf": view._time(1795727600)}
+    later = edit(attached, "TEMPLATE/DISK[last()]/EC2_ATTACH_TIME", "1795727700")
+    after = view.instance_xml(later, ZONES)
+    assert after == fresh(later) != before
+    stamp = view._time(1795727700).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    assert f"<attachTime>{stamp}</attachTime>" in after[1]
+    assert f"<attachTime>{stamp}</attachTime>" not in before[1]
