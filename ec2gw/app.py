@@ -21,8 +21,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from ec2gw.actions import registry
+from ec2gw.actions import regions, registry
 from ec2gw.actions.context import RequestContext
+from ec2gw.auth import signing_region
 from ec2gw.auth.common import query_pairs
 from ec2gw.auth.keys import AccessKey, KeyCipher, KeyStore
 from ec2gw.auth.verify import Caller, IncomingRequest, verify
@@ -220,6 +221,8 @@ async def handle(gateway: Gateway, scope: Scope, receive: Receive) -> Answer:
         access_key = caller.access_key
         if not gateway.throttle.allow(access_key):
             raise EC2Error("RequestLimitExceeded", "Request limit exceeded.")
+        if caller.region is not None and caller.region != gateway.settings.gateway.region_name:
+            await check_signing_region(gateway, caller.region)
         result_xml = await _dispatch(gateway, request, params, caller, found["key"], request_id)
         answer = Answer(200, result_xml, request_id)
     except EC2Error as err:
@@ -244,6 +247,29 @@ async def handle(gateway: Gateway, scope: Scope, receive: Receive) -> Answer:
     gateway.metrics.observe_request(known, answer.status, error, seconds)
     log_request(log, request_id, access_key, known, answer.status, error, seconds)
     return answer
+
+
+async def check_signing_region(gateway: Gateway, region: str) -> None:
+    """Refuse a request signed for another real region (`ec2gw.auth.signing_region`)
+    unless `[gateway] accept_any_signing_region`. Asked after the signature verified, so
+    only a key's holder learns the region and the other zones' endpoints."""
+    settings = gateway.settings
+    if settings.gateway.accept_any_signing_region:
+        return
+    try:
+        zones = await regions.federation_regions(gateway.one, gateway.sessions.admin, settings)
+    except (OneError, EC2Error) as err:
+        # The zones are unknown for now: refuse what is certain (an AWS region when this
+        # gateway's is configured), leave the rest to the request, which meets the outage.
+        log.debug("signing region check without the zones: %s", err)
+        zones = {}
+    local = settings.gateway.region_name or next(
+        (name for name, (zid, _) in zones.items() if zid == settings.gateway.zone_id), ""
+    )
+    if local:
+        refused = signing_region.refusal(region, local, zones)
+        if refused is not None:
+            raise refused
 
 
 async def _dispatch(
@@ -296,6 +322,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> EC2App:
     """The ASGI app. `gateway` may be given by tests that share one."""
     registry.load_all()
     model.service_model()  # load the model at start-up, not on the first request
+    signing_region.aws_region_names()  # and the AWS region names (botocore's endpoints)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

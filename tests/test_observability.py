@@ -134,10 +134,12 @@ def test_the_server_writes_request_lines_promptly_and_all_at_exit(tmp_path: Path
         wait_for(lambda: "".join(output).count("Application startup complete") == workers, 60)
         credentials = configparser.ConfigParser()
         credentials.read(data_dir / "credentials")
+        config = configparser.ConfigParser()
+        config.read(data_dir / "config")
         client = boto3.client(
             "ec2",
             endpoint_url=f"http://127.0.0.1:{port}",
-            region_name="us-east-1",
+            region_name=config[f"profile {PROFILE}"]["region"],  # another is refused
             aws_access_key_id=credentials[PROFILE]["aws_access_key_id"],
             aws_secret_access_key=credentials[PROFILE]["aws_secret_access_key"],
         )

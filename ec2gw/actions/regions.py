@@ -12,6 +12,7 @@ from ec2gw.config import Settings
 from ec2gw.ec2 import filters
 from ec2gw.ec2.cache import TTLCache
 from ec2gw.one import documents
+from ec2gw.one.client import OneClient
 from ec2gw.protocol.errors import EC2Error
 
 SYSTEM_DATASTORE = 1  # datastore TYPE
@@ -51,6 +52,34 @@ async def local_region(ctx: RequestContext) -> str:
         return documents.text(await ctx.one_doc("one.zone.info", zone_id), "NAME")
 
     return slug(await _zone_names.get((ctx.one_client.endpoint, zone_id), load))
+
+
+# Every zone's region name and its EC2_ENDPOINT, read as the gateway's own account: what
+# the signing-region check of every request compares the caller's scope with.
+_federation: TTLCache[dict[str, tuple[int, str]]] = TTLCache(10)
+
+
+async def federation_regions(
+    one_client: OneClient, session: str, settings: Settings
+) -> dict[str, tuple[int, str]]:
+    """Region name -> (zone id, the zone template's `EC2_ENDPOINT` or "") of every zone of
+    this OpenNebula, this gateway's own included (cached ten seconds).
+
+    `EC2_ENDPOINT` is an operator's attribute (`onezone update`): the URL of the gateway
+    serving that zone, named to a client that signed for its region here.
+    """
+
+    async def load() -> dict[str, tuple[int, str]]:
+        pool = await one_client.call_document(session, "one.zonepool.info")
+        found: dict[str, tuple[int, str]] = {}
+        for zone in pool.iterfind("ZONE"):
+            zid = documents.integer(zone, "ID")
+            name = region_name(settings, zid, documents.text(zone, "NAME"))
+            found[name] = (zid, documents.text(zone, "TEMPLATE/EC2_ENDPOINT").strip())
+        return found
+
+    key = (one_client.endpoint, settings.gateway.zone_id, settings.gateway.region_name)
+    return await _federation.get(key, load)
 
 
 def zone_name(region: str, cluster_id: int) -> str:
