@@ -1,1 +1,1 @@
-"""Side-by-side measurements of ec2gw (see README, section "Benchmarks")."""
+"""Side-by-side measurements of ec2gw (see docs/benchmarks.md)."""

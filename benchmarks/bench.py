@@ -1,5 +1,5 @@
 """`python -m benchmarks.bench [--quick] [--sizes 100,1000,10000]`: ec2gw side by side with
-moto_server, the raw OpenNebula call and a bare ASGI app. See README, "Benchmarks"."""
+moto_server, the raw OpenNebula call and a bare ASGI app. See docs/benchmarks.md."""
 
 from __future__ import annotations
 

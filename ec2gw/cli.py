@@ -728,7 +728,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     actions = sub.add_parser("actions", help="print the supported actions as a Markdown table")
     actions.add_argument(
-        "--readme", metavar="FILE", help="rewrite the table inside this README instead"
+        "--readme",
+        metavar="FILE",
+        help="rewrite the generated tables inside this Markdown file instead "
+        "(README.md, docs/mapping.md)",
     )
     actions.set_defaults(func=cmd_actions)
     return parser

@@ -1,13 +1,25 @@
+import re
 from pathlib import Path
+
+import pytest
 
 from ec2gw.cli import readme_with_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_lists_exactly_the_registered_actions():
-    readme = (ROOT / "README.md").read_text()
-    assert readme == readme_with_table(readme), "run: ec2gw actions --readme README.md"
+@pytest.mark.parametrize("document", ["README.md", "docs/mapping.md"])
+def test_generated_tables_are_in_step(document):
+    """The README's actions table and docs/mapping.md's instance states table."""
+    text = (ROOT / document).read_text()
+    assert text == readme_with_table(text), f"run: ec2gw actions --readme {document}"
+    assert "<!-- " in text
+
+
+def test_local_links_of_the_documents_resolve():
+    for document in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\((?!https?:)([^)#]+)", document.read_text()):
+            assert (document.parent / target).exists(), (document.name, target)
 
 
 def test_readme_test_command_is_what_ci_runs():

@@ -139,7 +139,7 @@ def instance_state(state: int, lcm_state: int) -> InstanceState:
 
 
 def readme_table() -> str:
-    """The mapping as a Markdown table, for the README."""
+    """The mapping as a Markdown table, for docs/mapping.md."""
     rows = [
         "| EC2 state | OpenNebula STATE | OpenNebula LCM_STATE (STATE = ACTIVE) |",
         "| --- | --- | --- |",
