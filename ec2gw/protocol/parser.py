@@ -8,7 +8,16 @@ The inverse of botocore's `EC2Serializer`, driven by the operation's input shape
   position (libcloud starts at 0), so elements are sorted by N; a list of scalars also
   takes the bare `Name=v` as `Name.1=v` (libcloud's get_key_pair sends `KeyName=…`);
 * structures nest with dots (`BlockDeviceMapping.1.Ebs.VolumeSize`);
-* maps: no input shape of the ec2 model contains a map, so none are supported.
+* maps: no input shape of the ec2 model contains a map, so none are supported;
+* an empty string for an optional string member of a structure is "not given", as on EC2:
+  Terraform's AWS provider and Packer send `Placement.AvailabilityZone=""`, `SubnetId=""`,
+  `IamInstanceProfile.Name=""`, `UserData=""`... for what they leave unset. Kept are the
+  members where EC2 gives `""` a meaning of its own: every `Value` (a tag's value may be
+  empty, DeleteTags' `Value=""` deletes only an empty-valued tag, `Description.Value=""`
+  clears a description), `NoDevice` ("specify an empty string" to omit a device) and
+  ModifyInstancePlacement's `GroupName` ("" leaves the placement group). Also kept: required
+  members (the handler's own check answers those), elements of lists (`Filter.N.Value.M`,
+  `InstanceId.N`) and non-string scalars (`MaxCount=""` stays an invalid integer).
 
 The result is keyed by boto3 member names, with Python values. Every problem with the
 input is reported as an `EC2Error`; nothing else escapes, whatever the client sends.
@@ -69,6 +78,9 @@ _INT_RE = re.compile(r"[+-]?[0-9]{1,20}", re.ASCII)
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?", re.ASCII)
 _INDEX_DIGITS = len(str(MAX_LIST_INDEX)) + 2  # leading zeros allowed, huge numbers not
 _CONTAINERS = frozenset({"structure", "list", "map"})
+# Optional string members for which EC2 documents `""` as a value, not as "not given".
+_EMPTY_KEPT_MEMBERS = frozenset({"Value", "NoDevice"})
+_EMPTY_KEPT = frozenset({("ModifyInstancePlacementRequest", "GroupName")})
 
 
 def unknown_parameter(name: str) -> EC2Error:
@@ -80,6 +92,7 @@ class _Member:
     name: str  # boto3 member name
     wire: str  # wire name of this member
     shape: Shape
+    empty_is_absent: bool = False  # an optional string member: `""` means "not given"
 
 
 _STRUCT_CACHE: dict[str, tuple[dict[str, _Member], tuple[_Member, ...]]] = {}
@@ -101,10 +114,16 @@ def _struct_table(shape: StructureShape) -> tuple[dict[str, _Member], tuple[_Mem
     table = _STRUCT_CACHE.get(shape.name)
     if table is None:
         by_wire: dict[str, _Member] = {}
-        for name, member_shape in shape.members.items():
-            member = _Member(name, _wire_name(name, member_shape), member_shape)
-            by_wire.setdefault(member.wire, member)
         required_names = set(shape.required_members)
+        for name, member_shape in shape.members.items():
+            empty_is_absent = (
+                member_shape.type_name == "string"
+                and name not in required_names
+                and name not in _EMPTY_KEPT_MEMBERS
+                and (shape.name, name) not in _EMPTY_KEPT
+            )
+            member = _Member(name, _wire_name(name, member_shape), member_shape, empty_is_absent)
+            by_wire.setdefault(member.wire, member)
         required = tuple(m for m in by_wire.values() if m.name in required_names)
         table = (by_wire, required)
         _STRUCT_CACHE[shape.name] = table
@@ -141,9 +160,12 @@ def _insert(shape: StructureShape, root: dict, key: str, value: str) -> None:
     segments = key.split(".")
     if len(segments) > MAX_NAME_DEPTH:
         raise unknown_parameter(_printable(key))
-    node: dict = root
-    last = len(segments) - 1
-    for i, segment in enumerate(segments):
+    # Resolve the whole path before touching the tree, so that a dropped `""` leaves no
+    # empty structure or list element behind.
+    steps: list[tuple[str | int, Shape]] = []
+    member: _Member | None = None
+    for segment in segments:
+        member = None
         if shape.type_name == "structure":
             member = _struct_table(shape)[0].get(segment)
             if member is None:
@@ -163,27 +185,32 @@ def _insert(shape: StructureShape, root: dict, key: str, value: str) -> None:
             shape = shape.member
         else:  # a scalar with more segments after it
             raise unknown_parameter(_printable(key))
+        steps.append((slot, shape))
 
-        if i == last:
-            if shape.type_name == "list" and shape.member.type_name not in _CONTAINERS:
-                # `KeyName=x` for `KeyName.1=x`: EC2 takes a list of scalars without an
-                # index as its one element, and libcloud sends it so (get_key_pair).
-                node = node.setdefault(slot, _List())
-                slot, shape = 1, shape.member
-            elif shape.type_name in _CONTAINERS:
-                raise unknown_parameter(_printable(key))
-            if slot in node:
-                raise EC2Error(
-                    "InvalidParameterValue",
-                    f"The parameter {_printable(key)} is specified more than once",
-                )
-            node[slot] = _convert(shape, key, value)
-        else:
-            child = node.get(slot)
-            if child is None:
-                child = _List() if shape.type_name == "list" else {}
-                node[slot] = child
-            node = child
+    if shape.type_name == "list" and shape.member.type_name not in _CONTAINERS:
+        # `KeyName=x` for `KeyName.1=x`: EC2 takes a list of scalars without an index as
+        # its one element, and libcloud sends it so (get_key_pair).
+        steps.append((1, shape.member))
+        shape = shape.member
+    elif shape.type_name in _CONTAINERS:
+        raise unknown_parameter(_printable(key))
+    elif value == "" and member is not None and member.empty_is_absent:
+        return  # "not given" (see the module docstring)
+
+    node: dict = root
+    for slot, slot_shape in steps[:-1]:
+        child = node.get(slot)
+        if child is None:
+            child = _List() if slot_shape.type_name == "list" else {}
+            node[slot] = child
+        node = child
+    slot = steps[-1][0]
+    if slot in node:
+        raise EC2Error(
+            "InvalidParameterValue",
+            f"The parameter {_printable(key)} is specified more than once",
+        )
+    node[slot] = _convert(shape, key, value)
 
 
 def _finish(shape: StructureShape, node: dict, prefix: str) -> dict:
