@@ -171,3 +171,15 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
 @pytest.fixture(scope="session")
 def ec2(gateway: LiveGateway):
     return gateway.client()
+
+
+@pytest.fixture(scope="session")
+def ami(ec2) -> str:
+    """The small public AMI of the seeded cloud (modules may use another)."""
+    images = ec2.describe_images(Filters=[{"Name": "name", "Values": ["alpine-*"]}])["Images"]
+    return images[0]["ImageId"]
+
+
+@pytest.fixture(scope="session")
+def zone(ec2) -> str:
+    return ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]

@@ -8,12 +8,6 @@ from botocore.exceptions import ClientError
 from tests.e2e.test_first_actions import error_of
 
 
-@pytest.fixture(scope="module")
-def ami(ec2) -> str:
-    images = ec2.describe_images(Filters=[{"Name": "name", "Values": ["alpine-*"]}])["Images"]
-    return images[0]["ImageId"]
-
-
 def _running(ec2, ami: str, **kwargs) -> str:
     (instance,) = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, **kwargs)["Instances"]
     ec2.get_waiter("instance_running").wait(

@@ -23,12 +23,6 @@ from tests.e2e.test_first_actions import error_of
 from tests.e2e.test_network import _instance, _running
 
 
-@pytest.fixture(scope="module")
-def ami(ec2) -> str:
-    images = ec2.describe_images(Filters=[{"Name": "name", "Values": ["alpine-*"]}])["Images"]
-    return images[0]["ImageId"]
-
-
 @contextmanager
 def slow_deletes(gateway, seconds: float = 1.0) -> Iterator[None]:
     """On the embedded OpenNebula, deletes take `seconds` (oned: its drivers' time)."""

@@ -11,12 +11,6 @@ from tests.e2e.conftest import eventually
 from tests.e2e.test_network import _running
 
 
-@pytest.fixture(scope="module")
-def ami(ec2) -> str:
-    images = ec2.describe_images(Filters=[{"Name": "name", "Values": ["alpine-*"]}])["Images"]
-    return images[0]["ImageId"]
-
-
 def test_create_image_cleans_up_when_marking_fails(gateway, ec2, ami, monkeypatch):
     """The image oned made was left unmarked, holding the name: a retry was
     InvalidAMIName.Duplicate for good."""

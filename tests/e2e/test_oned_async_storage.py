@@ -19,17 +19,6 @@ from tests.e2e.test_first_actions import error_of
 from tests.e2e.test_network import _running
 
 
-@pytest.fixture(scope="module")
-def ami(ec2) -> str:
-    images = ec2.describe_images(Filters=[{"Name": "name", "Values": ["alpine-*"]}])["Images"]
-    return images[0]["ImageId"]
-
-
-@pytest.fixture(scope="module")
-def zone(ec2) -> str:
-    return ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
-
-
 @contextmanager
 def slow(gateway, **seconds: float) -> Iterator[None]:
     """On the embedded OpenNebula, these driver steps take `seconds` (oned: its own)."""

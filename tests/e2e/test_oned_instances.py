@@ -33,12 +33,6 @@ TYPE_NAME = "c9.context"
 START_SCRIPT = 'echo "started" > /tmp/started\nexit 0'
 
 
-@pytest.fixture(scope="module")
-def ami(ec2) -> str:
-    images = ec2.describe_images(Filters=[{"Name": "name", "Values": ["alpine-*"]}])["Images"]
-    return images[0]["ImageId"]
-
-
 @dataclasses.dataclass
 class Owner:
     client: Any

@@ -28,17 +28,6 @@ from tests.e2e.test_network import _running
 WAIT = {"Delay": 1, "MaxAttempts": 30}
 
 
-@pytest.fixture(scope="module")
-def zone(ec2) -> str:
-    return ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
-
-
-@pytest.fixture(scope="module")
-def ami(ec2) -> str:
-    found = ec2.describe_images(Filters=[{"Name": "name", "Values": ["alpine-*"]}])["Images"]
-    return found[0]["ImageId"]
-
-
 @contextmanager
 def slow_copies(gateway, seconds: float) -> Iterator[None]:
     """On the embedded OpenNebula, a new image (allocated, cloned or saved from a VM disk)

@@ -31,17 +31,6 @@ THREE = [
 ]
 
 
-@pytest.fixture(scope="module")
-def ami(ec2) -> str:
-    images = ec2.describe_images(Filters=[{"Name": "name", "Values": ["alpine-*"]}])["Images"]
-    return images[0]["ImageId"]
-
-
-@pytest.fixture(scope="module")
-def zone(ec2) -> str:
-    return ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
-
-
 def _keystore(gateway, work):
     return asyncio.run(gateway.backend.with_keystore(work))
 

@@ -12,17 +12,6 @@ from tests.e2e.test_network import _instance, _running
 WAIT = {"Delay": 1, "MaxAttempts": 30}
 
 
-@pytest.fixture(scope="module")
-def ami(ec2) -> str:
-    images = ec2.describe_images(Filters=[{"Name": "name", "Values": ["alpine-*"]}])["Images"]
-    return images[0]["ImageId"]
-
-
-@pytest.fixture(scope="module")
-def zone(ec2) -> str:
-    return ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
-
-
 def test_volume_snapshot_lifecycle(ec2, ami, zone):
     instance_id = _running(ec2, ami)
     created = ec2.create_volume(
