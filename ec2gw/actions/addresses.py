@@ -29,7 +29,7 @@ from ec2gw.actions.hotplug import finished, hotplug, settled
 from ec2gw.actions.instances import vms_by_ids
 from ec2gw.actions.registry import action
 from ec2gw.actions.vpc import public_network_id
-from ec2gw.ec2 import filters, ids
+from ec2gw.ec2 import filters, ids, pages
 from ec2gw.ec2 import tags as tag_rules
 from ec2gw.one import documents
 from ec2gw.one.errors import ACTION, AUTHORIZATION, NO_EXISTS, OneError, to_ec2_error
@@ -458,3 +458,38 @@ async def describe_addresses(ctx: RequestContext, params: dict[str, Any]) -> dic
     await _with_private_ips(ctx, found)
     found = filters.apply(found, params.get("Filters"), ADDRESS_FILTERS, _tags)
     return {"Addresses": [_public(a) for a in found]}
+
+
+@action(
+    "DescribeAddressesAttribute",
+    opennebula="one.vnpool.info(-3): the caller's reservations of the public network, "
+    "one.vn.info for their address; no PtrRecord (OpenNebula has no reverse DNS)",
+    oned="",
+)
+async def describe_addresses_attribute(
+    ctx: RequestContext, params: dict[str, Any]
+) -> dict[str, Any]:
+    attribute = params.get("Attribute")
+    if attribute is not None and attribute != "domain-name":
+        raise EC2Error(
+            "InvalidParameterValue",
+            f"Value ({attribute}) for parameter attribute is invalid. Unknown attribute.",
+        )
+    wanted = params.get("AllocationIds") or []
+    for allocation_id in wanted:
+        ids.ALLOCATION.decode(allocation_id)
+    found = await my_addresses(ctx)
+    finish_dry_run(params)
+    if wanted:
+        known = {a["AllocationId"] for a in found}
+        missing = [w for w in wanted if w not in known]
+        if missing:
+            raise ids.ALLOCATION.missing(missing)
+        found = [a for a in found if a["AllocationId"] in wanted]
+    chosen, token = pages.page(found, params, action="DescribeAddressesAttribute")
+    return {
+        "Addresses": [
+            {"PublicIp": a["PublicIp"], "AllocationId": a["AllocationId"]} for a in chosen
+        ],
+        "NextToken": token,
+    }

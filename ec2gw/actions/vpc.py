@@ -313,3 +313,34 @@ async def describe_network_interfaces(
     found.sort(key=lambda n: n["NetworkInterfaceId"])
     chosen, token = pages.page(found, params, action="DescribeNetworkInterfaces")
     return {"NetworkInterfaces": list(chosen), "NextToken": token}
+
+
+# The attributes of EC2's default VPC: OpenNebula VMs resolve names and get host names as
+# there; there are no Network Address Usage metrics.
+VPC_ATTRIBUTES = {
+    "enableDnsSupport": ("EnableDnsSupport", True),
+    "enableDnsHostnames": ("EnableDnsHostnames", True),
+    "enableNetworkAddressUsageMetrics": ("EnableNetworkAddressUsageMetrics", False),
+}
+
+
+@action(
+    "DescribeVpcAttribute",
+    opennebula="nothing: the default VPC (vpc- + the zone id) answers EC2's default-VPC values "
+    "(DNS support and host names on, no address usage metrics)",
+    oned="",
+)
+async def describe_vpc_attribute(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    attribute = params.get("Attribute")
+    if attribute not in VPC_ATTRIBUTES:
+        raise EC2Error(
+            "InvalidParameterValue",
+            f"Value ({attribute}) for parameter attribute is invalid. Unknown attribute.",
+        )
+    vpc_id = params.get("VpcId") or ""
+    VPC.decode(vpc_id)
+    if vpc_id != default_vpc_id(ctx):
+        raise EC2Error("InvalidVpcID.NotFound", f"The vpc ID '{vpc_id}' does not exist")
+    finish_dry_run(params)
+    member, value = VPC_ATTRIBUTES[attribute]
+    return {"VpcId": vpc_id, member: {"Value": value}}

@@ -40,6 +40,7 @@ class Bounds:
 # Every action that pages, by its EC2 name (a test checks this against the registry and
 # the botocore model: every implemented action whose input has MaxResults is here).
 MAX_RESULTS: dict[str, Bounds] = {
+    "DescribeAddressesAttribute": Bounds(1, 1000),
     "DescribeImages": Bounds(1, 1000),
     "DescribeInstances": Bounds(5, 1000),
     "DescribeInstanceStatus": Bounds(5, 1000),
