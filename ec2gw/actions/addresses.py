@@ -7,12 +7,13 @@ lease is handed out twice. The allocation id is `eipalloc-` + the reservation's 
 associated by attaching a NIC on the reservation to the instance (marked `EC2_ELASTIC_IP`),
 released by deleting the reservation, which returns the lease to the public network.
 
-oned detaches a NIC and deletes a network asynchronously: Disassociate waits (bounded) for
-the detach, so that a Release or Associate right after works as on EC2, and a reservation
-being deleted (LOCK_DELETE) is gone for the client at once. oned puts every reservation in
-security group 0 (allow all); AllocateAddress takes it out, and AssociateAddress gives the
-address's NIC the groups of the instance's primary NIC, so that the instance's groups
-filter the traffic to its public address, as on EC2.
+oned creates, detaches a NIC and deletes a network asynchronously: AllocateAddress answers
+once the reservation has left LOCK_CREATE (oned refuses to delete it or attach to it before),
+Disassociate waits (bounded) for the detach, so that a Release or Associate right after
+works as on EC2, and a reservation being deleted (LOCK_DELETE) is gone for the client at
+once. oned puts every reservation in security group 0 (allow all); AllocateAddress takes it
+out, and AssociateAddress gives the address's NIC the groups of the instance's primary NIC,
+so that the instance's groups filter the traffic to its public address, as on EC2.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import asyncio
 import ipaddress
 import logging
 import secrets
+import time
 from typing import Any
 
 from ec2gw.actions import instance_view as view
@@ -36,6 +38,9 @@ from ec2gw.one.errors import ACTION, AUTHORIZATION, NO_EXISTS, OneError, to_ec2_
 from ec2gw.protocol.errors import EC2Error
 
 log = logging.getLogger("ec2gw.addresses")
+
+NETWORK_LOCK_CREATE = 2  # VirtualNetwork STATE until oned's driver has created it
+CREATE_SECONDS = 10.0
 
 
 async def _public_network(ctx: RequestContext) -> tuple[int | None, documents.Element]:
@@ -191,8 +196,8 @@ def _groups(nic: documents.Element | None) -> list[str]:
     "caller (Address: IP and the AR_ID of its address range); one.vn.update merges in "
     "SECURITY_GROUPS without the 0 oned adds and the tags (EC2_TAG_* vectors)",
     oned="one.vn.reserve copies the public network's template, group 0 included, which a merge "
-    "update takes out; an Address needs its AR_ID; the reservation is deleted if a later "
-    "step fails",
+    "update takes out; answered once the reservation left LOCK_CREATE (bounded); an Address "
+    "needs its AR_ID; the reservation is deleted if a later step fails",
 )
 async def allocate_address(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     domain = params.get("Domain") or "vpc"
@@ -225,7 +230,7 @@ async def allocate_address(ctx: RequestContext, params: dict[str, Any]) -> dict[
             ) from None
         raise to_ec2_error(err) from None
     try:
-        vnet = await ctx.one_doc("one.vn.info", one_id)
+        vnet = await _created(ctx, one_id)
         # one.vn.reserve allocates, which adds group 0 (allow all) to the reservation: the
         # address's NIC gets its instance's groups instead (AssociateAddress).
         groups = _groups(vnet.find("TEMPLATE"))
@@ -239,6 +244,18 @@ async def allocate_address(ctx: RequestContext, params: dict[str, Any]) -> dict[
         raise
     address = _address(ctx, vnet)
     return {k: address[k] for k in ("AllocationId", "PublicIp", "Domain", "PublicIpv4Pool")}
+
+
+async def _created(ctx: RequestContext, one_id: int) -> documents.Element:
+    """The reservation's document once oned has created it (left LOCK_CREATE, which refuses
+    a delete or a NIC), or as it is after `CREATE_SECONDS`."""
+    deadline = time.monotonic() + CREATE_SECONDS
+    while True:
+        vnet = await ctx.one_doc("one.vn.info", one_id)
+        creating = documents.integer(vnet, "STATE", -1) == NETWORK_LOCK_CREATE
+        if not creating or time.monotonic() > deadline:
+            return vnet
+        await asyncio.sleep(0.05)
 
 
 async def _delete_quietly(ctx: RequestContext, one_id: int) -> None:
