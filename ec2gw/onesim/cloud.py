@@ -40,6 +40,14 @@ from ec2gw.onesim.usage import QUOTA_METRICS, VmIndex
 
 Obj = dict[str, Any]
 
+# A disk's attributes while oned saves it (`VirtualMachineDisk::clear_saveas`).
+SAVE_AS_DISK_KEYS = (
+    "HOTPLUG_SAVE_AS",
+    "HOTPLUG_SAVE_AS_SOURCE",
+    "HOTPLUG_SAVE_AS_SNAPSHOT_ID",
+    "HOTPLUG_SAVE_AS_ACTIVE",
+)
+
 # Words oned uses for objects in messages (`RequestLogger::object_name`).
 OBJECT_NAMES = {
     "vm": "virtual machine",
@@ -648,12 +656,7 @@ class Cloud:
             img["template"] = tmpl.to_json()
             img["prev_state"], img["state"] = img["state"], 1
             if disk is not None:
-                for key in (
-                    "HOTPLUG_SAVE_AS",
-                    "HOTPLUG_SAVE_AS_SOURCE",
-                    "HOTPLUG_SAVE_AS_SNAPSHOT_ID",
-                    "HOTPLUG_SAVE_AS_ACTIVE",
-                ):
+                for key in SAVE_AS_DISK_KEYS:
                     disk.pop(key, None)
             if saving:
                 self.set_state(vm, *st.SAVEAS_DONE[vm["lcm_state"]])
@@ -668,12 +671,7 @@ class Cloud:
         tmpl = Template.from_json(vm["template"])
         for disk in tmpl.vectors("DISK"):
             if (disk.get("HOTPLUG_SAVE_AS_ACTIVE") or "").upper() == "YES":
-                for key in (
-                    "HOTPLUG_SAVE_AS",
-                    "HOTPLUG_SAVE_AS_SOURCE",
-                    "HOTPLUG_SAVE_AS_SNAPSHOT_ID",
-                    "HOTPLUG_SAVE_AS_ACTIVE",
-                ):
+                for key in SAVE_AS_DISK_KEYS:
                     disk.pop(key, None)
                 break
         vm["template"] = tmpl.to_json()

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import free_port
+from tests.e2e.test_serve import _ec2gw
 
 pytestmark = pytest.mark.embedded_only  # `ec2gw serve` starts its own embedded OpenNebula
 
@@ -22,16 +23,6 @@ def _env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EC2GW_"))}
     env["EC2GW_EMBEDDED_DATA_DIR"] = str(data_dir)
     return env
-
-
-def _ec2gw(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ec2gw.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def _healthy(port: int, server: subprocess.Popen, timeout: float = 60) -> None:
